@@ -1,0 +1,212 @@
+"""Settings for the Coalesce refresh dashboard.
+
+Everything that differs between a laptop and production comes from environment variables,
+read through the small helpers below. Each helper fails loudly on a value it cannot parse,
+and every secret also accepts a NAME_FILE variant (a path whose contents are the value), so
+secrets can come from a mounted file instead of the process environment.
+
+Nothing insecure has a default: outside DEBUG, a missing SECRET_KEY or
+CREDENTIALS_ENCRYPTION_KEYS is reported by a system check (runs.checks) before the first
+request is served. Every variable is documented in README.md and .env.example.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    """The variable's value, or the contents of the file NAME_FILE points to."""
+    file_path = os.environ.get(f"{name}_FILE")
+    if file_path:
+        if name in os.environ:
+            raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+        try:
+            return Path(file_path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE: cannot read {file_path}: {exc}") from exc
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: str = "false") -> bool:
+    value = env_str(name, default).strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}.")
+
+
+def env_int(name: str, default: str) -> int:
+    value = env_str(name, default).strip()
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}.") from None
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG")
+
+# Left empty when unset; runs.checks turns that into a startup error outside DEBUG.
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY and DEBUG:
+    # Only a DEBUG process may run without a configured key, and it gets a random one
+    # rather than a guessable constant (sessions then end at each restart).
+    from django.core.management.utils import get_random_secret_key
+
+    SECRET_KEY = get_random_secret_key()
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "runs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "dashboard.wsgi.application"
+
+# SQLite by default so `make run` needs nothing installed; DATABASE_URL switches to
+# PostgreSQL (postgres://user:pass@host:5432/name), the production database.
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# --- Security: on unless DEBUG, so `check --deploy` is clean in production. ---
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", "false" if DEBUG else "true")
+# Turning preload off is a deliberate choice (an internal host may never be preloaded), so
+# the deploy check's reminder about it is silenced then.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD or DEBUG else ["security.W021"]
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", "false" if DEBUG else "true")
+# Behind a TLS-terminating proxy, set SECURE_PROXY_SSL_HEADER=true so Django trusts
+# X-Forwarded-Proto (only when the proxy overwrites that header).
+if env_bool("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", str(8 * 60 * 60))
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+# Number of proxies in front of the app that append to X-Forwarded-For; 0 means use
+# REMOTE_ADDR. The run record and audit log store the client IP this setting yields.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", "0")
+
+# --- Credentials and Coalesce ---
+# Comma-separated "keyid:base64key" pairs, newest first. Never derived from SECRET_KEY,
+# so rotating SECRET_KEY cannot make stored credentials unreadable. Parsed and checked by
+# runs.encryption / runs.checks.
+CREDENTIALS_ENCRYPTION_KEYS = env_str("CREDENTIALS_ENCRYPTION_KEYS")
+# Hosts, besides the official regional ones, that a profile's base URL may point at
+# (PrivateLink or SSO subdomains), e.g. "acme.app.eu.coalescesoftware.io".
+COALESCE_ALLOWED_HOSTS = env_list("COALESCE_ALLOWED_HOSTS")
+# Plain http to a loopback host: only for the local simulator and tests.
+COALESCE_ALLOW_INSECURE_LOOPBACK = env_bool("COALESCE_ALLOW_INSECURE_LOOPBACK")
+# (connect, read) seconds for every Coalesce call.
+COALESCE_CONNECT_TIMEOUT = env_int("COALESCE_CONNECT_TIMEOUT", "5")
+COALESCE_READ_TIMEOUT = env_int("COALESCE_READ_TIMEOUT", "30")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"scrub_secrets": {"()": "runs.redaction.ScrubSecretsFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["scrub_secrets"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+DEFAULT_EXCEPTION_REPORTER_FILTER = "runs.redaction.SecretsExceptionReporterFilter"

@@ -1,0 +1,344 @@
+from __future__ import annotations
+
+import re
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.html import format_html, format_html_join
+
+from runs import keys, validators
+from runs.models import MAX_PARALLELISM, EnvironmentProfile
+
+AuthType = EnvironmentProfile.AuthType
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that never renders a value, so a form re-displayed with errors cannot
+    echo a pasted private key back into the page."""
+
+    def format_value(self, value):
+        return ""
+
+
+class SecretInput(forms.PasswordInput):
+    def __init__(self, attrs=None):
+        super().__init__(attrs={"autocomplete": "off", **(attrs or {})}, render_value=False)
+
+
+class DatalistInput(forms.TextInput):
+    """A text input that suggests values (the official regions) yet accepts any text."""
+
+    def __init__(self, options: list[tuple[str, str]], list_id: str, attrs=None):
+        super().__init__(attrs={"list": list_id, "size": 60, **(attrs or {})})
+        self.options, self.list_id = options, list_id
+
+    def render(self, name, value, attrs=None, renderer=None):
+        items = format_html_join(
+            "", '<option value="{}">{}</option>', ((url, label) for url, label in self.options)
+        )
+        datalist = format_html('<datalist id="{}">{}</datalist>', self.list_id, items)
+        return super().render(name, value, attrs, renderer) + datalist
+
+
+def _clear_field(label: str) -> forms.BooleanField:
+    return forms.BooleanField(label=label, required=False)
+
+
+class ProfileForm(forms.ModelForm):
+    """The admin's profile page, including the write-only Snowflake secrets.
+
+    Secret fields are plain form fields, not model fields: empty means "keep what is
+    stored", a Clear box removes it, and nothing stored is ever put back into a widget.
+    Call `apply_secrets(profile, by=...)` before saving the instance.
+    """
+
+    api_token = forms.CharField(label="Coalesce API token", required=False, widget=SecretInput)
+    snowflake_password = forms.CharField(
+        label="Snowflake password", required=False, strip=False, widget=SecretInput
+    )
+    clear_snowflake_password = _clear_field("Clear the stored password")
+    private_key = forms.CharField(
+        label="Private key (PEM)",
+        required=False,
+        strip=False,
+        widget=SecretTextarea(
+            attrs={
+                "rows": 8,
+                "cols": 66,
+                "class": "pem-input",
+                "spellcheck": "false",
+                "autocomplete": "off",
+                "style": "font-family: monospace;",
+            }
+        ),
+    )
+    clear_private_key = _clear_field("Clear the stored key")
+    private_key_passphrase = forms.CharField(
+        label="Private key passphrase", required=False, strip=False, widget=SecretInput
+    )
+    clear_private_key_passphrase = _clear_field("Clear the stored passphrase")
+
+    SECRET_FIELDS = ("api_token", "snowflake_password", "private_key", "private_key_passphrase")
+
+    class Meta:
+        model = EnvironmentProfile
+        fields = [
+            "name",
+            "base_url",
+            "environment_id",
+            "default_job_id",
+            "default_parallelism",
+            "allowed_groups",
+            "snowflake_auth_type",
+            "snowflake_username",
+            "snowflake_warehouse",
+            "snowflake_role",
+        ]
+        widgets = {
+            "base_url": DatalistInput(validators.OFFICIAL_BASE_URLS, "coalesce-base-urls"),
+        }
+        help_texts = {
+            "base_url": "An official regional host, or a custom https host listed in "
+            "COALESCE_ALLOWED_HOSTS.",
+            "snowflake_username": "The Snowflake login name (Basic and KeyPair).",
+            "snowflake_warehouse": 'Unquoted names are upper-cased by Snowflake; quote exact '
+            'names, e.g. "Reporting WH".',
+            "snowflake_role": 'Unquoted names are upper-cased by Snowflake; quote exact names, '
+            'e.g. "Data Team".',
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.normalised_key: keys.NormalisedKey | None = None
+        for name in self.SECRET_FIELDS:
+            self.fields[name].help_text = self._status_text(name)
+        self.fields["private_key"].help_text += (
+            " Paste the whole file, including the -----BEGIN/END----- lines "
+            "(Snowflake's recipe: rsa_key.p8). Leave empty to keep the stored key."
+        )
+
+    def _status_text(self, name: str) -> str:
+        if self.instance.pk is None:
+            return "Not stored."
+        return self.instance.secret_status(name)
+
+    # --- field checks ---
+
+    def clean_base_url(self) -> str:
+        return validators.normalise_base_url(self.cleaned_data["base_url"])
+
+    def clean_environment_id(self) -> str:
+        value = self.cleaned_data["environment_id"].strip()
+        if not value:
+            raise ValidationError("Enter the Coalesce environment ID.")
+        return value
+
+    def clean_snowflake_username(self) -> str:
+        value = self.cleaned_data["snowflake_username"]
+        return validators.validate_login_name(value) if value else value
+
+    def clean_snowflake_warehouse(self) -> str:
+        value = self.cleaned_data["snowflake_warehouse"].strip()
+        return validators.validate_snowflake_identifier(value, "warehouse") if value else value
+
+    def clean_snowflake_role(self) -> str:
+        value = self.cleaned_data["snowflake_role"].strip()
+        return validators.validate_snowflake_identifier(value, "role") if value else value
+
+    # --- the secrets, by auth type ---
+
+    def clean(self):
+        cleaned = super().clean()
+        auth_type = cleaned.get("snowflake_auth_type")
+        if not self._will_have("api_token"):
+            self.add_error(
+                "api_token",
+                "Paste a Coalesce API token (in Coalesce: Deploy > Generate Access Token).",
+            )
+        if auth_type in (AuthType.BASIC, AuthType.KEYPAIR) and not cleaned.get(
+            "snowflake_username"
+        ):
+            self.add_error("snowflake_username", f"{auth_type} authentication needs a username.")
+        self._refuse_secrets_the_type_does_not_use(auth_type)
+        if auth_type == AuthType.BASIC and not self._will_have("snowflake_password"):
+            self.add_error("snowflake_password", "Basic authentication needs a password.")
+        if auth_type == AuthType.KEYPAIR:
+            self._clean_key_pair()
+        return cleaned
+
+    def _typed(self, name: str) -> str:
+        return self.cleaned_data.get(name) or ""
+
+    def _will_have(self, name: str) -> bool:
+        """Whether the profile holds this secret once the form is saved."""
+        if self._typed(name):
+            return True
+        if self.cleaned_data.get(f"clear_{name}"):
+            return False
+        return self.instance.pk is not None and self.instance.has_secret(name)
+
+    def _refuse_secrets_the_type_does_not_use(self, auth_type: str | None) -> None:
+        if auth_type is None:
+            return
+        used = EnvironmentProfile.SECRETS_BY_AUTH_TYPE[auth_type]
+        for name in ("snowflake_password", "private_key", "private_key_passphrase"):
+            if name not in used and self._typed(name):
+                label = self.fields[name].label
+                self.add_error(name, f"{auth_type} authentication does not use a {label.lower()}; "
+                               "leave this empty or change the auth type.")
+
+    def _clean_key_pair(self) -> None:
+        typed_key = self._typed("private_key")
+        passphrase = self._typed("private_key_passphrase")
+        if typed_key:
+            self._normalise(typed_key, passphrase)
+        elif not self._will_have("private_key"):
+            self.add_error("private_key", "KeyPair authentication needs a private key.")
+        elif passphrase:
+            # A new passphrase for the stored key: it must open that key.
+            self._normalise(self.instance.get_secret("private_key"), passphrase)
+        elif self.instance.private_key_encrypted and not self._will_have("private_key_passphrase"):
+            self.add_error("private_key_passphrase", "The stored key is encrypted; it needs its "
+                           "passphrase.")
+
+    def _normalise(self, text: str, passphrase: str) -> None:
+        try:
+            self.normalised_key = keys.normalise_private_key(text, passphrase or None)
+        except keys.PrivateKeyError as exc:
+            field = "private_key_passphrase" if "passphrase" in str(exc).lower() else "private_key"
+            self.add_error(field, str(exc))
+
+    # --- saving ---
+
+    def apply_secrets(self, profile: EnvironmentProfile, *, by: str) -> list[str]:
+        """Write the typed secrets onto `profile` (not saved); return what changed, by label."""
+        changes = []
+        for name in self.SECRET_FIELDS:
+            label = self.fields[name].label
+            if name == "private_key" and self.normalised_key is not None:
+                if self._typed("private_key"):
+                    profile.set_private_key(self.normalised_key, by=by)
+                    changes.append(f"{label} stored")
+            elif self._typed(name):
+                profile.set_secret(name, self._typed(name), by=by)
+                changes.append(f"{label} stored")
+            elif self.cleaned_data.get(f"clear_{name}") and profile.has_secret(name):
+                profile.clear_secret(name)
+                changes.append(f"{label} cleared")
+        key = self.normalised_key
+        if key is not None and not key.encrypted and profile.has_secret("private_key_passphrase"):
+            profile.clear_secret("private_key_passphrase")
+            changes.append("Private key passphrase cleared (the key is not encrypted)")
+        dropped = profile.drop_secrets_unused_by_auth_type()
+        changes += [f"{self.fields[n].label} cleared (not used by "
+                    f"{profile.snowflake_auth_type})" for n in dropped]
+        return changes
+
+
+# --- the run form ---
+
+_BRACES = re.compile(r"\{([^{}]*)\}")
+
+
+def selector_warnings(selector: str) -> list[str]:
+    """Problems Coalesce would not report: it silently matches nothing for these."""
+    if any("||" in term for term in _BRACES.findall(selector)):
+        return ["“||” inside one pair of braces matches no nodes in Coalesce. Write separate "
+                "terms joined by OR instead, e.g. {name: A} OR {name: B}."]
+    return []
+
+
+class RunForm(forms.Form):
+    """The analyst's request. Parameters arrive as parallel lists param_name / param_value
+    (rows the page can add and remove) and are validated in clean()."""
+
+    environment = forms.ModelChoiceField(
+        label="Environment", queryset=EnvironmentProfile.objects.none(),
+        empty_label="Choose an environment",
+    )
+    job_id = forms.CharField(label="Job ID", required=False, max_length=64)
+    include_selector = forms.CharField(
+        label="Include nodes", required=False, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="A node selector, e.g. { location: STAGING name: STG_* } OR { name: DIM_X }",
+    )
+    exclude_selector = forms.CharField(
+        label="Exclude nodes", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    parallelism = forms.IntegerField(
+        label="Parallelism", min_value=1, max_value=MAX_PARALLELISM, initial=16
+    )
+    force = forms.BooleanField(label="Force refresh even if the last deployment failed",
+                               required=False)
+    confirm_name = forms.CharField(
+        label="Confirm environment name", required=False,
+        help_text="Type the environment's name to confirm a forced refresh.",
+    )
+    refresh_all = forms.BooleanField(label="Refresh the entire environment", required=False)
+    submit_token = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["environment"].queryset = EnvironmentProfile.runnable_by(user)
+        if not user.has_perm("runs.force_run"):
+            # Not shown at all; the view refuses a forged POST that carries it.
+            del self.fields["force"], self.fields["confirm_name"]
+        self.parameter_errors: list[str] = []
+
+    def clean_job_id(self) -> str:
+        value = self.cleaned_data["job_id"].strip()
+        if value and not value.isdigit():
+            raise ValidationError("A job ID is a number, as shown in Coalesce (e.g. 3).")
+        return value
+
+    def clean_include_selector(self) -> str:
+        return self.cleaned_data["include_selector"].strip()
+
+    def clean_exclude_selector(self) -> str:
+        return self.cleaned_data["exclude_selector"].strip()
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("force"):
+            profile = cleaned.get("environment")
+            if profile is not None and cleaned.get("confirm_name", "").strip() != profile.name:
+                self.add_error("confirm_name", f"Type the environment name “{profile.name}” "
+                               "exactly to force a refresh.")
+        targets = cleaned.get("job_id") or cleaned.get("include_selector") or cleaned.get(
+            "exclude_selector")
+        if not targets and not cleaned.get("refresh_all") and "job_id" in cleaned:
+            self.add_error("refresh_all", "No job ID or node selector is given, so this run "
+                           "refreshes every node: tick “Refresh the entire environment” to "
+                           "confirm.")
+        cleaned["parameters"] = self._clean_parameters()
+        return cleaned
+
+    def parameter_rows(self) -> list[tuple[str, str]]:
+        """The rows as typed (blank rows kept so the page shows them again)."""
+        names = self.data.getlist("param_name") if self.is_bound else []
+        values = self.data.getlist("param_value") if self.is_bound else []
+        count = max(len(names), len(values))
+        return [(names[i] if i < len(names) else "", values[i] if i < len(values) else "")
+                for i in range(count)]
+
+    def _clean_parameters(self) -> dict[str, str]:
+        parameters: dict[str, str] = {}
+        for position, (name, value) in enumerate(self.parameter_rows(), start=1):
+            name = name.strip()
+            if not name and not value:
+                continue  # an empty row left on the page
+            if not name:
+                self.parameter_errors.append(f"Row {position}: give the parameter a name.")
+            elif name in parameters:
+                self.parameter_errors.append(f"Row {position}: “{name}” is already set above; "
+                                             "parameter names must be unique.")
+            else:
+                parameters[name] = value
+        if self.parameter_errors:
+            raise ValidationError("Check the parameters below.")
+        return parameters
+
+    def warnings(self) -> list[str]:
+        found = []
+        for name in ("include_selector", "exclude_selector"):
+            found += selector_warnings(self.data.get(name, "") if self.is_bound else "")
+        return found

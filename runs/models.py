@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.models import Group
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from runs import encryption
+
+MAX_PARALLELISM = 1024
+
+
+class EnvironmentProfile(models.Model):
+    """A Coalesce environment and the Snowflake credentials its refreshes run with.
+
+    Secrets live only in the `*_ct` columns, as ciphertext bound to this row's immutable
+    `uuid` and the secret's name (runs.encryption). Nothing here ever returns a secret
+    except `get_secret`, which the run service calls while it builds a request.
+    """
+
+    class AuthType(models.TextChoices):
+        BASIC = "Basic", "Basic (username and password)"
+        KEYPAIR = "KeyPair", "KeyPair (private key)"
+        OAUTH = "OAuth", "OAuth (the environment's own connection)"
+
+    SECRETS = ("api_token", "snowflake_password", "private_key", "private_key_passphrase")
+    # The secrets each auth type keeps; the others are dropped when the type changes.
+    SECRETS_BY_AUTH_TYPE = {
+        AuthType.BASIC: {"api_token", "snowflake_password"},
+        AuthType.KEYPAIR: {"api_token", "private_key", "private_key_passphrase"},
+        AuthType.OAUTH: {"api_token"},
+    }
+
+    uuid = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
+    name = models.CharField("Name", max_length=100, unique=True)
+    base_url = models.CharField("Coalesce base URL", max_length=255)
+    environment_id = models.CharField("Environment ID", max_length=64)
+    default_job_id = models.CharField("Default job ID", max_length=64, blank=True)
+    default_parallelism = models.PositiveIntegerField(
+        "Default parallelism",
+        default=16,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_PARALLELISM)],
+    )
+    allowed_groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        verbose_name="Allowed groups",
+        help_text="Analysts in any of these groups may start runs on this profile.",
+    )
+
+    snowflake_auth_type = models.CharField(
+        "Snowflake auth type", max_length=16, choices=AuthType, default=AuthType.KEYPAIR
+    )
+    snowflake_username = models.CharField("Snowflake username", max_length=255, blank=True)
+    snowflake_warehouse = models.CharField("Snowflake warehouse", max_length=520, blank=True)
+    snowflake_role = models.CharField("Snowflake role", max_length=520, blank=True)
+
+    # Ciphertexts ("v1:<kid>:<blob>") and who last set each secret.
+    api_token_ct = models.TextField(blank=True, editable=False)
+    api_token_updated_at = models.DateTimeField(null=True, editable=False)
+    api_token_updated_by = models.CharField(max_length=150, blank=True, editable=False)
+    snowflake_password_ct = models.TextField(blank=True, editable=False)
+    snowflake_password_updated_at = models.DateTimeField(null=True, editable=False)
+    snowflake_password_updated_by = models.CharField(max_length=150, blank=True, editable=False)
+    private_key_ct = models.TextField(blank=True, editable=False)
+    private_key_updated_at = models.DateTimeField(null=True, editable=False)
+    private_key_updated_by = models.CharField(max_length=150, blank=True, editable=False)
+    private_key_passphrase_ct = models.TextField(blank=True, editable=False)
+    private_key_passphrase_updated_at = models.DateTimeField(null=True, editable=False)
+    private_key_passphrase_updated_by = models.CharField(
+        max_length=150, blank=True, editable=False
+    )
+    # Public facts about the stored key, kept in clear so the page can show them
+    # without decrypting anything.
+    private_key_size = models.PositiveIntegerField(null=True, editable=False)
+    private_key_fingerprint = models.CharField(max_length=80, blank=True, editable=False)
+    private_key_encrypted = models.BooleanField(default=False, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "environment profile"
+
+    def __str__(self) -> str:
+        return self.name
+
+    # --- secrets ---
+
+    def _encryption_context(self, name: str) -> dict[str, str]:
+        if name not in self.SECRETS:
+            raise ValueError(f"{name!r} is not a secret of this model")
+        return {"model": self._meta.label_lower, "row": str(self.uuid), "field": name}
+
+    def has_secret(self, name: str) -> bool:
+        return bool(getattr(self, f"{name}_ct"))
+
+    def set_secret(self, name: str, value: str, *, by: str) -> None:
+        """Encrypt and stage `value` (saved with the next save())."""
+        setattr(self, f"{name}_ct", encryption.encrypt(value, **self._encryption_context(name)))
+        setattr(self, f"{name}_updated_at", timezone.now())
+        setattr(self, f"{name}_updated_by", by)
+
+    def clear_secret(self, name: str) -> None:
+        self._encryption_context(name)  # validates the name
+        setattr(self, f"{name}_ct", "")
+        setattr(self, f"{name}_updated_at", None)
+        setattr(self, f"{name}_updated_by", "")
+        if name == "private_key":
+            self.private_key_size = None
+            self.private_key_fingerprint = ""
+            self.private_key_encrypted = False
+
+    def get_secret(self, name: str) -> str:
+        """Decrypt a stored secret ("" when none is stored).
+
+        Raises encryption.CredentialDecryptionError when it cannot be decrypted.
+        """
+        stored = getattr(self, f"{name}_ct")
+        if not stored:
+            return ""
+        return encryption.decrypt(stored, **self._encryption_context(name))
+
+    def set_private_key(self, key, *, by: str) -> None:
+        """Store a runs.keys.NormalisedKey and its public facts."""
+        self.set_secret("private_key", key.pem, by=by)
+        self.private_key_size = key.key_size
+        self.private_key_fingerprint = key.fingerprint
+        self.private_key_encrypted = key.encrypted
+
+    def drop_secrets_unused_by_auth_type(self) -> list[str]:
+        """Clear the secrets the current auth type does not use; return their names."""
+        keep = self.SECRETS_BY_AUTH_TYPE[self.snowflake_auth_type]
+        dropped = [n for n in self.SECRETS if n not in keep and self.has_secret(n)]
+        for name in dropped:
+            self.clear_secret(name)
+        return dropped
+
+    def secret_status(self, name: str) -> str:
+        """A line for the admin page; never includes the secret."""
+        if not self.has_secret(name):
+            return "Not stored."
+        when = timezone.localtime(getattr(self, f"{name}_updated_at"))
+        by = getattr(self, f"{name}_updated_by") or "unknown"
+        updated = f"updated {when:%Y-%m-%d %H:%M %Z} by {by}"
+        if name == "private_key":
+            encrypted = ", encrypted" if self.private_key_encrypted else ""
+            return (
+                f"Stored: RSA {self.private_key_size}, {self.private_key_fingerprint}"
+                f"{encrypted}, {updated}"
+            )
+        return f"Stored, {updated}"
+
+    # --- access ---
+
+    def user_may_run(self, user) -> bool:
+        if user.is_superuser:
+            return True
+        return self.allowed_groups.filter(pk__in=user.groups.values("pk")).exists()
+
+    @classmethod
+    def runnable_by(cls, user) -> models.QuerySet[EnvironmentProfile]:
+        """The profiles `user` may start runs on: all for superusers, else by group."""
+        if user.is_superuser:
+            return cls.objects.all()
+        return cls.objects.filter(allowed_groups__in=user.groups.all()).distinct()
+
+
+class Run(models.Model):
+    """One attempt to start a refresh, written before Coalesce is called.
+
+    The row exists before the call so that no attempt is ever lost: a crash between the
+    two writes leaves it in SUBMITTING, which the history shows. `request_body` is the
+    body as sent with every secret replaced by a marker; secrets are never stored here.
+    """
+
+    class Status(models.TextChoices):
+        SUBMITTING = "submitting", "Submitting"
+        STARTED = "started", "Started"
+        REJECTED = "rejected", "Rejected by Coalesce"
+        UNREACHABLE = "unreachable", "Could not reach Coalesce"
+        UNKNOWN = "unknown", "Outcome unknown"
+        NOT_SENT = "not_sent", "Not sent"
+
+    uuid = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
+    # The one-time token of the form that started it: a double click or a resubmitted
+    # form carries the same token, and this constraint lets exactly one row in.
+    submit_token = models.UUIDField(unique=True, editable=False)
+    profile = models.ForeignKey(EnvironmentProfile, on_delete=models.PROTECT, related_name="runs")
+    environment_id = models.CharField(max_length=64)  # as sent, even if the profile changes
+    created_by = models.ForeignKey(
+        "auth.User", on_delete=models.PROTECT, related_name="coalesce_runs"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    job_id = models.CharField(max_length=64, blank=True)
+    include_selector = models.TextField(blank=True)
+    exclude_selector = models.TextField(blank=True)
+    parallelism = models.PositiveIntegerField()
+    force = models.BooleanField(default=False)
+    parameters = models.JSONField(default=dict, blank=True)
+    request_body = models.JSONField(default=dict)
+
+    status = models.CharField(max_length=16, choices=Status, default=Status.SUBMITTING)
+    run_counter = models.BigIntegerField(null=True, blank=True)
+    run_link = models.CharField(max_length=500, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_kind = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True)
+    error_string = models.TextField(blank=True)
+    error_detail = models.TextField(blank=True)
+    raw_response = models.TextField(blank=True)  # scrubbed and truncated; only non-JSON answers
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("force_run", "Can force a refresh after a failed deployment")]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="run_newest_first"),
+            models.Index(fields=["profile", "-created_at", "-id"], name="run_profile_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} on {self.profile}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("runs:detail", args=[self.pk])
+
+    @property
+    def is_failure(self) -> bool:
+        return self.status not in (self.Status.STARTED, self.Status.SUBMITTING)
+
+    @property
+    def targets_everything(self) -> bool:
+        return not (self.job_id or self.include_selector or self.exclude_selector)
+
+    def log(self, kind: str, message: str, *, actor: str = "") -> RunEvent:
+        return RunEvent.objects.create(run=self, kind=kind, message=message, actor=actor)
+
+
+class RunEvent(models.Model):
+    """An append-only timeline entry: every state change of a run, with its time."""
+
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=32)
+    message = models.TextField()
+    actor = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind}"
