@@ -1,0 +1,172 @@
+"""Starting a refresh run: the record, the request body, the call, the outcome.
+
+The order matters and is the point of this module:
+1. the run row is committed before anything is sent (a crash leaves "submitting");
+2. secrets are decrypted only while the body is built, inside this process's memory;
+3. the outcome is written back on the same row, with a timeline entry for each step.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from runs.coalesce import CoalesceClient, CoalesceError, FailureKind
+from runs.encryption import CredentialDecryptionError
+from runs.models import EnvironmentProfile, Run
+
+logger = logging.getLogger(__name__)
+
+SECRET_MARKER = "[secret]"
+AuthType = EnvironmentProfile.AuthType
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What an analyst asked for, already validated by the run form."""
+
+    profile: EnvironmentProfile
+    job_id: str = ""
+    include_selector: str = ""
+    exclude_selector: str = ""
+    parallelism: int = 16
+    force: bool = False
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+def build_body(req: RunRequest, *, reveal_secrets: bool) -> dict:
+    """The startRun body, exactly as the contract describes it.
+
+    With reveal_secrets False every secret is SECRET_MARKER and nothing is decrypted:
+    that version is what the run record stores.
+    """
+    details: dict = {"environmentID": str(req.profile.environment_id)}
+    if req.job_id:
+        details["jobID"] = str(req.job_id)
+    if req.include_selector:
+        details["includeNodesSelector"] = req.include_selector
+    if req.exclude_selector:
+        details["excludeNodesSelector"] = req.exclude_selector
+    details["parallelism"] = int(req.parallelism)
+    if req.force:
+        details["forceIgnoreWorkspaceStatus"] = True
+    body: dict = {"runDetails": details,
+                  "userCredentials": _credentials(req.profile, reveal_secrets)}
+    if req.parameters:
+        body["parameters"] = {str(k): str(v) for k, v in req.parameters.items()}
+    return body
+
+
+@sensitive_variables()
+def _credentials(profile: EnvironmentProfile, reveal: bool) -> dict:
+    def secret(name: str) -> str:
+        return profile.get_secret(name) if reveal else SECRET_MARKER
+
+    auth_type = profile.snowflake_auth_type
+    if auth_type == AuthType.OAUTH:
+        # The environment's own OAuth connection; Coalesce wants nothing else here.
+        return {"snowflakeAuthType": "OAuth"}
+    creds = {"snowflakeAuthType": str(auth_type), "snowflakeUsername": profile.snowflake_username}
+    if auth_type == AuthType.BASIC:
+        creds["snowflakePassword"] = secret("snowflake_password")
+    else:
+        # The stored canonical PEM, real newlines: json encoding escapes them as \n.
+        creds["snowflakeKeyPairKey"] = secret("private_key")
+        if profile.private_key_encrypted:
+            creds["snowflakeKeyPairPass"] = secret("private_key_passphrase")
+    if profile.snowflake_warehouse:
+        creds["snowflakeWarehouse"] = profile.snowflake_warehouse
+    if profile.snowflake_role:
+        creds["snowflakeRole"] = profile.snowflake_role
+    return creds
+
+
+def start_run(req: RunRequest, *, user, client_ip: str | None,
+              submit_token: uuid.UUID) -> tuple[Run, bool]:
+    """Record the attempt, call Coalesce, record the outcome.
+
+    Returns (run, created). When `submit_token` was already used (a double click, a
+    resubmitted form), nothing is sent and the existing run comes back with created False.
+    Never raises for a Coalesce failure: the run row says what happened.
+    """
+    try:
+        with transaction.atomic():
+            run = _record_attempt(req, user=user, client_ip=client_ip, submit_token=submit_token)
+    except IntegrityError:
+        return Run.objects.get(submit_token=submit_token), False
+    _send(run, req)
+    return run, True
+
+
+def _record_attempt(req: RunRequest, *, user, client_ip, submit_token) -> Run:
+    run = Run.objects.create(
+        submit_token=submit_token,
+        profile=req.profile,
+        environment_id=req.profile.environment_id,
+        created_by=user,
+        client_ip=client_ip,
+        job_id=req.job_id,
+        include_selector=req.include_selector,
+        exclude_selector=req.exclude_selector,
+        parallelism=req.parallelism,
+        force=req.force,
+        parameters=req.parameters,
+        request_body=build_body(req, reveal_secrets=False),
+    )
+    what = "entire environment" if run.targets_everything else "selected nodes"
+    forced = ", forced despite a failed deployment" if req.force else ""
+    run.log("submitting", f"Sending startRun for the {what}{forced}.", actor=user.get_username())
+    return run
+
+
+def _send(run: Run, req: RunRequest) -> None:
+    profile = req.profile
+    try:
+        client = CoalesceClient(profile.base_url, profile.get_secret("api_token"))
+        body = build_body(req, reveal_secrets=True)
+    except CredentialDecryptionError as exc:
+        logger.error("Run %s not sent: %s", run.pk, exc)
+        _finish(run, Run.Status.NOT_SENT, error_kind="decryption",
+                error_message="The stored credentials cannot be decrypted with the configured "
+                "keys, so nothing was sent. An admin must re-enter them on the profile.")
+        return
+    try:
+        started = client.start_run(body)
+    except CoalesceError as exc:
+        _record_failure(run, exc)
+    else:
+        _finish(run, Run.Status.STARTED, run_counter=started.run_counter,
+                run_link=client.run_link(started.run_counter))
+    finally:
+        client.close()
+
+
+def _record_failure(run: Run, exc: CoalesceError) -> None:
+    if exc.may_have_started:
+        status = Run.Status.UNKNOWN
+    elif exc.kind in (FailureKind.CONNECT_FAILED, FailureKind.UNAVAILABLE):
+        status = Run.Status.UNREACHABLE
+    else:
+        status = Run.Status.REJECTED
+    _finish(run, status, http_status=exc.status_code, error_kind=str(exc.kind),
+            error_message=exc.message, error_string=exc.error_string,
+            error_detail=exc.error_detail, raw_response=exc.raw_body)
+
+
+def _finish(run: Run, status: str, **fields) -> None:
+    run.status = status
+    run.answered_at = timezone.now()
+    for name, value in fields.items():
+        setattr(run, name, value if value is not None else getattr(run, name))
+    # update_fields: the row was committed before the call; write only the outcome.
+    run.save(update_fields=["status", "answered_at", *fields])
+    if status == Run.Status.STARTED:
+        run.log("started", f"Coalesce accepted the run: runCounter {run.run_counter}.")
+    else:
+        run.log(status, run.error_message)
+    logger.info("Run %s on %s: %s", run.pk, run.environment_id, status)
