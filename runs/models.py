@@ -217,12 +217,34 @@ class Run(models.Model):
     raw_response = models.TextField(blank=True)  # scrubbed and truncated; only non-JSON answers
     answered_at = models.DateTimeField(null=True, blank=True)
 
+    # Following the run in Coalesce once it started (filled by the status sweep).
+    coalesce_status = models.CharField(max_length=32, blank=True)
+    coalesce_started_at = models.DateTimeField(null=True, blank=True)
+    coalesce_ended_at = models.DateTimeField(null=True, blank=True)
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reruns"
+    )
+
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("force_run", "Can force a refresh after a failed deployment")]
+        # The history pages by keyset on (created_at, id), newest first; each filter
+        # has an index that leads with it and ends with that key, so any page at any
+        # depth is an index range scan.
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="run_newest_first"),
             models.Index(fields=["profile", "-created_at", "-id"], name="run_profile_newest"),
+            models.Index(fields=["created_by", "-created_at", "-id"], name="run_user_newest"),
+            models.Index(fields=["status", "-created_at", "-id"], name="run_status_newest"),
+            models.Index(fields=["coalesce_status", "-created_at", "-id"],
+                         name="run_cstatus_newest"),
+            models.Index(fields=["profile", "status", "-created_at", "-id"],
+                         name="run_profile_status_newest"),
+            models.Index(fields=["profile", "coalesce_status", "-created_at", "-id"],
+                         name="run_profile_cstatus_newest"),
+            models.Index(fields=["-created_at", "-id"], condition=models.Q(force=True),
+                         name="run_forced_newest"),
+            models.Index(fields=["run_counter"], name="run_counter"),
         ]
 
     def __str__(self) -> str:
@@ -257,3 +279,49 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind}"
+
+
+class AuditEntry(models.Model):
+    """An append-only, hash-chained record of a security-relevant action.
+
+    Each entry's hash covers its own content, its sequence number and the previous
+    entry's hash, so `verify_audit_log` detects an edited, deleted or reordered entry.
+    `details` names fields, never their values. Written only through runs.audit.record().
+    """
+
+    class Action(models.TextChoices):
+        PROFILE_CREATED = "profile_created", "Profile created"
+        PROFILE_CHANGED = "profile_changed", "Profile changed"
+        PROFILE_DELETED = "profile_deleted", "Profile deleted"
+        CREDENTIAL_STORED = "credential_stored", "Credential stored"
+        CREDENTIAL_REPLACED = "credential_replaced", "Credential replaced"
+        CREDENTIAL_CLEARED = "credential_cleared", "Credential cleared"
+        CREDENTIALS_ROTATED = "credentials_rotated", "Credentials rotated to a new key"
+        RUN_STARTED = "run_started", "Run started"
+        RUN_FORCED = "run_forced", "Run forced"
+        RUN_REJECTED = "run_rejected", "Run rejected"
+        LOGIN_SUCCEEDED = "login_succeeded", "Login succeeded"
+        LOGIN_FAILED = "login_failed", "Login failed"
+
+    seq = models.PositiveBigIntegerField(unique=True, editable=False)
+    at = models.DateTimeField(default=timezone.now, editable=False)
+    actor = models.CharField(max_length=150, blank=True, editable=False)
+    ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    action = models.CharField(max_length=32, choices=Action, editable=False)
+    target = models.CharField(max_length=300, blank=True, editable=False)
+    details = models.JSONField(default=dict, blank=True, editable=False)
+    previous_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    class Meta:
+        ordering = ["-seq"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["action", "-seq"], name="audit_action_newest"),
+            models.Index(fields=["actor", "-seq"], name="audit_actor_newest"),
+            models.Index(fields=["-at"], name="audit_at_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.get_action_display()} by {self.actor or 'anonymous'}"
