@@ -208,5 +208,8 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # Replace Django's default handlers for its own loggers (an unfiltered console and
+    # mail_admins), so every record, request errors included, passes the scrubber.
+    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
 DEFAULT_EXCEPTION_REPORTER_FILTER = "runs.redaction.SecretsExceptionReporterFilter"

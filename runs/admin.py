@@ -1,15 +1,45 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin, messages
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
+from runs import audit
 from runs.coalesce import CoalesceClient, CoalesceError
 from runs.encryption import CredentialDecryptionError
 from runs.forms import ProfileForm
-from runs.models import EnvironmentProfile
+from runs.models import AuditEntry, EnvironmentProfile, Run, RunEvent
 
 SECRET_POST_FIELDS = ("api_token", "snowflake_password", "private_key", "private_key_passphrase")
+SECRET_ACTIONS = {
+    "stored": audit.Action.CREDENTIAL_STORED,
+    "replaced": audit.Action.CREDENTIAL_REPLACED,
+    "cleared": audit.Action.CREDENTIAL_CLEARED,
+}
+
+
+def _profile_target(profile: EnvironmentProfile) -> str:
+    return f"profile {profile.pk} {profile.name}"
+
+
+def _audit_profile_save(request, profile, form, change, secret_changes) -> None:
+    """One entry for the profile (changed field names), one per secret (its name only)."""
+    secret_fields = set(form.SECRET_FIELDS) | {f"clear_{n}" for n in form.SECRET_FIELDS}
+    fields = [form.fields[n].label for n in form.changed_data if n not in secret_fields]
+    action = audit.Action.PROFILE_CHANGED if change else audit.Action.PROFILE_CREATED
+    target = _profile_target(profile)
+    if fields or not change:
+        audit.record_request(request, action, target=target, details={"fields": fields})
+    for secret in secret_changes:
+        details = {"field": form.fields[secret.name].label}
+        if secret.reason:
+            details["reason"] = secret.reason
+        if secret.name == "private_key" and secret.what != "cleared":
+            details["fingerprint"] = profile.private_key_fingerprint
+        audit.record_request(request, SECRET_ACTIONS[secret.what], target=target,
+                             details=details)
 
 
 @admin.register(EnvironmentProfile)
@@ -45,12 +75,13 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
-        changes = form.apply_secrets(obj, by=request.user.get_username())
+        secret_changes = form.apply_secrets(obj, by=request.user.get_username())
         super().save_model(request, obj, form, change)
         if form.normalised_key is not None and form.normalised_key.reencrypted:
             messages.info(request, "The key used a legacy encryption scheme; the stored copy was "
                           "re-encrypted with the same passphrase (AES-256-CBC, PBKDF2).")
-        form.secret_changes = changes  # read by construct_change_message below
+        form.secret_changes = [form.describe(c) for c in secret_changes]
+        _audit_profile_save(request, obj, form, change, secret_changes)
 
     def construct_change_message(self, request, form, formsets, add=False):
         # Django records which fields changed (labels only); add what happened to each
@@ -59,6 +90,17 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
         for change in getattr(form, "secret_changes", []):
             message.append({"changed": {"fields": [change]}})
         return message
+
+    def delete_model(self, request, obj):
+        target = _profile_target(obj)
+        super().delete_model(request, obj)
+        audit.record_request(request, audit.Action.PROFILE_DELETED, target=target)
+
+    def delete_queryset(self, request, queryset):
+        targets = [_profile_target(p) for p in queryset]
+        super().delete_queryset(request, queryset)
+        for target in targets:
+            audit.record_request(request, audit.Action.PROFILE_DELETED, target=target)
 
     @admin.action(description="Test connection")
     def test_connection(self, request, queryset):
@@ -74,3 +116,54 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{profile.name}: connected to Coalesce.",
                                   messages.SUCCESS)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records are evidence: nobody adds, edits or deletes them through the admin."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RunEventInline(admin.TabularInline):
+    model = RunEvent
+    fields = ["at", "kind", "message", "actor"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "created_by", "profile", "job_id", "status",
+                    "coalesce_status", "run_counter"]
+    list_filter = ["status", "coalesce_status", "force", "profile"]
+    list_select_related = ["created_by", "profile"]
+    search_fields = ["=run_counter"]
+    date_hierarchy = "created_at"
+    inlines = [RunEventInline]
+    exclude = ["request_body"]
+    readonly_fields = ["request_as_sent"]
+
+    @admin.display(description="Request as sent (secrets shown as [secret])")
+    def request_as_sent(self, run: Run) -> str:
+        return json.dumps(run.request_body, indent=2, sort_keys=True)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["seq", "at", "actor", "ip", "action", "target"]
+    list_filter = ["action"]
+    search_fields = ["actor", "target"]

@@ -8,4 +8,4 @@ class RunsConfig(AppConfig):
     verbose_name = "Coalesce refresh runs"
 
     def ready(self) -> None:
-        from runs import checks  # noqa: F401  (registers the system checks)
+        from runs import checks, signals  # noqa: F401  (registers checks and receivers)

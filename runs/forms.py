@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -38,6 +39,13 @@ class DatalistInput(forms.TextInput):
         )
         datalist = format_html('<datalist id="{}">{}</datalist>', self.list_id, items)
         return super().render(name, value, attrs, renderer) + datalist
+
+
+@dataclass(frozen=True)
+class SecretChange:
+    name: str  # one of EnvironmentProfile.SECRETS
+    what: str  # "stored", "replaced" or "cleared"
+    reason: str = ""
 
 
 def _clear_field(label: str) -> forms.BooleanField:
@@ -210,29 +218,36 @@ class ProfileForm(forms.ModelForm):
 
     # --- saving ---
 
-    def apply_secrets(self, profile: EnvironmentProfile, *, by: str) -> list[str]:
-        """Write the typed secrets onto `profile` (not saved); return what changed, by label."""
+    def apply_secrets(self, profile: EnvironmentProfile, *, by: str) -> list[SecretChange]:
+        """Write the typed secrets onto `profile` (not saved); return what changed."""
         changes = []
         for name in self.SECRET_FIELDS:
-            label = self.fields[name].label
-            if name == "private_key" and self.normalised_key is not None:
-                if self._typed("private_key"):
-                    profile.set_private_key(self.normalised_key, by=by)
-                    changes.append(f"{label} stored")
-            elif self._typed(name):
+            had = profile.has_secret(name)
+            if name == "private_key" and self._typed(name) and self.normalised_key is not None:
+                profile.set_private_key(self.normalised_key, by=by)
+            elif name != "private_key" and self._typed(name):
                 profile.set_secret(name, self._typed(name), by=by)
-                changes.append(f"{label} stored")
-            elif self.cleaned_data.get(f"clear_{name}") and profile.has_secret(name):
+            elif self.cleaned_data.get(f"clear_{name}") and had:
                 profile.clear_secret(name)
-                changes.append(f"{label} cleared")
+                changes.append(SecretChange(name, "cleared"))
+                continue
+            else:
+                continue
+            changes.append(SecretChange(name, "replaced" if had else "stored"))
         key = self.normalised_key
         if key is not None and not key.encrypted and profile.has_secret("private_key_passphrase"):
             profile.clear_secret("private_key_passphrase")
-            changes.append("Private key passphrase cleared (the key is not encrypted)")
-        dropped = profile.drop_secrets_unused_by_auth_type()
-        changes += [f"{self.fields[n].label} cleared (not used by "
-                    f"{profile.snowflake_auth_type})" for n in dropped]
+            changes.append(SecretChange("private_key_passphrase", "cleared",
+                                        "the key is not encrypted"))
+        for name in profile.drop_secrets_unused_by_auth_type():
+            changes.append(SecretChange(name, "cleared",
+                                        f"not used by {profile.snowflake_auth_type}"))
         return changes
+
+    def describe(self, change: SecretChange) -> str:
+        """A change as the admin history shows it: the field's label, never its value."""
+        text = f"{self.fields[change.name].label} {change.what}"
+        return f"{text} ({change.reason})" if change.reason else text
 
 
 # --- the run form ---

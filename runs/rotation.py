@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from runs import encryption
+from runs import audit, encryption
 from runs.models import EnvironmentProfile
 
 BATCH_SIZE = 100
@@ -54,6 +54,10 @@ def rotate_credentials(*, dry_run: bool = False, check_only: bool = False) -> Ro
             )
             for profile in batch:
                 _rotate_profile(profile, ring, report, write=not (dry_run or check_only))
+    if report.rotated and not (dry_run or check_only):
+        audit.record(audit.Action.CREDENTIALS_ROTATED, actor="rotate_credentials_key",
+                     target=f"key {ring.primary}",
+                     details={"re_encrypted": report.rotated, "before": dict(report.before)})
     return report
 
 
