@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from runs import audit
 from runs.coalesce import CoalesceClient, CoalesceError, FailureKind
 from runs.encryption import CredentialDecryptionError
 from runs.models import EnvironmentProfile, Run
@@ -121,7 +122,15 @@ def _record_attempt(req: RunRequest, *, user, client_ip, submit_token) -> Run:
     what = "entire environment" if run.targets_everything else "selected nodes"
     forced = ", forced despite a failed deployment" if req.force else ""
     run.log("submitting", f"Sending startRun for the {what}{forced}.", actor=user.get_username())
+    audit.record(audit.Action.RUN_FORCED if req.force else audit.Action.RUN_STARTED,
+                 actor=user.get_username(), ip=client_ip, target=f"run {run.pk}",
+                 details=_audit_details(run))
     return run
+
+
+def _audit_details(run: Run) -> dict:
+    return {"profile": run.profile.name, "environment_id": run.environment_id,
+            "job_id": run.job_id, "force": run.force}
 
 
 def _send(run: Run, req: RunRequest) -> None:
@@ -153,6 +162,11 @@ def _record_failure(run: Run, exc: CoalesceError) -> None:
         status = Run.Status.UNREACHABLE
     else:
         status = Run.Status.REJECTED
+    if status == Run.Status.REJECTED:
+        audit.record(audit.Action.RUN_REJECTED, actor=run.created_by.get_username(),
+                     ip=run.client_ip, target=f"run {run.pk}",
+                     details={**_audit_details(run), "http_status": exc.status_code,
+                              "error": exc.error_string or str(exc.kind)})
     _finish(run, status, http_status=exc.status_code, error_kind=str(exc.kind),
             error_message=exc.message, error_string=exc.error_string,
             error_detail=exc.error_detail, raw_response=exc.raw_body)
