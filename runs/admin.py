@@ -53,7 +53,7 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
     actions = ["test_connection"]
     fieldsets = [
         (None, {"fields": ["name", "base_url", "environment_id", "api_token", "default_job_id",
-                           "default_parallelism", "allowed_groups"]}),
+                           "default_parallelism", "organization_id", "allowed_groups"]}),
         ("Snowflake credentials", {"fields": [
             "snowflake_auth_type", "snowflake_username",
             "snowflake_password", "clear_snowflake_password",

@@ -96,6 +96,7 @@ class ProfileForm(forms.ModelForm):
             "environment_id",
             "default_job_id",
             "default_parallelism",
+            "organization_id",
             "allowed_groups",
             "snowflake_auth_type",
             "snowflake_username",

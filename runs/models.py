@@ -44,6 +44,10 @@ class EnvironmentProfile(models.Model):
         default=16,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_PARALLELISM)],
     )
+    organization_id = models.CharField(
+        "Coalesce organisation ID", max_length=64, blank=True,
+        help_text="Needed to cancel runs from the dashboard.",
+    )
     allowed_groups = models.ManyToManyField(
         Group,
         blank=True,
@@ -224,6 +228,12 @@ class Run(models.Model):
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reruns"
     )
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    # Set when the sweep gives up on a run (too old); the history shows "no longer followed".
+    stopped_following_at = models.DateTimeField(null=True, blank=True)
+    # Node results as parsed by runs.results (NodeResult.to_json()), fetched when it ends.
+    results = models.JSONField(default=list, blank=True)
+    results_fetched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -245,6 +255,11 @@ class Run(models.Model):
             models.Index(fields=["-created_at", "-id"], condition=models.Q(force=True),
                          name="run_forced_newest"),
             models.Index(fields=["run_counter"], name="run_counter"),
+            # The sweep's question, "which runs are still moving?", answered from a small index.
+            models.Index(fields=["profile", "created_at"], name="run_active",
+                         condition=models.Q(status__in=["started", "submitting", "unknown"],
+                                            stopped_following_at__isnull=True)
+                         & ~models.Q(coalesce_status__in=["completed", "failed", "canceled"])),
         ]
 
     def __str__(self) -> str:
@@ -325,3 +340,24 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.get_action_display()} by {self.actor or 'anonymous'}"
+
+
+class FollowState(models.Model):
+    """Per-environment bookkeeping for the status sweep.
+
+    A worker claims an environment by locking its row (SKIP LOCKED) and moving
+    `next_sweep_at` forward before it calls Coalesce, so two workers never poll the same
+    environment in one interval, and a worker that dies mid-sweep blocks nothing: the
+    claim simply expires at `next_sweep_at`.
+    """
+
+    profile = models.OneToOneField(EnvironmentProfile, on_delete=models.CASCADE,
+                                   related_name="follow_state")
+    next_sweep_at = models.DateTimeField(default=timezone.now)
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    backoff_seconds = models.PositiveIntegerField(default=0)
+    last_sweep_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"Follow state of {self.profile}"
