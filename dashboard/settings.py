@@ -78,6 +78,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "django_tasks",
+    "django_tasks_db",
     "runs",
 ]
 
@@ -192,6 +194,19 @@ COALESCE_ALLOW_INSECURE_LOOPBACK = env_bool("COALESCE_ALLOW_INSECURE_LOOPBACK")
 # (connect, read) seconds for every Coalesce call.
 COALESCE_CONNECT_TIMEOUT = env_int("COALESCE_CONNECT_TIMEOUT", "5")
 COALESCE_READ_TIMEOUT = env_int("COALESCE_READ_TIMEOUT", "30")
+
+# Background work (following runs in Coalesce) goes through Django's tasks API. The
+# database backend needs nothing but the database; `manage.py db_worker` runs the tasks.
+# Moving to Django 6's django.tasks or another backend (RQ) is a change here only.
+TASKS = {
+    "default": {
+        "BACKEND": env_str("TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
+        "QUEUES": ["default"],
+    }
+}
+# How often the sweep refreshes the runs that are not finished, and when it gives up.
+FOLLOW_INTERVAL_SECONDS = env_int("FOLLOW_INTERVAL_SECONDS", "10")
+FOLLOW_MAX_AGE_HOURS = env_int("FOLLOW_MAX_AGE_HOURS", "48")
 
 LOGGING = {
     "version": 1,

@@ -4,9 +4,12 @@ Everything that goes over the wire to Coalesce passes through `CoalesceClient`. 
 every `requests` exception and every unexpected answer into a `CoalesceError` whose
 `message` is fit to show a user, and returns small dataclasses instead of raw JSON.
 
-Retries: startRun is not idempotent, so the only automatic retry is the one urllib3 makes
-when a *connection* could not be opened (nothing was sent). Read timeouts, dropped
-connections and error statuses are never retried here; the caller decides.
+Retries: startRun and rerun are not idempotent, so the only automatic retry of a POST is
+the one urllib3 makes when a *connection* could not be opened (nothing was sent). Read
+timeouts, dropped connections and error statuses are never retried here; the caller
+decides. The one exception: a GET answered with 429 is retried up to `rate_limit_retries`
+times, waiting as long as Retry-After says (capped at `max_retry_wait`), because a GET
+changes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -35,6 +38,7 @@ from urllib3 import exceptions as urllib3_exceptions
 from urllib3.util.retry import Retry
 
 from runs.redaction import scrub, secrets_in_use
+from runs.results import NodeResult, as_count, as_text, parse_datetime, parse_results
 
 logger = logging.getLogger("runs.coalesce")
 
@@ -51,6 +55,14 @@ _READ_CHUNK = 64 * 1024
 # and scrubbing them would make Coalesce's error text harder to read.
 _SECRET_CREDENTIAL_KEYS = ("snowflakePassword", "snowflakeKeyPairKey", "snowflakeKeyPairPass")
 _MAY_HAVE_STARTED = "The run may have started: check Coalesce before starting it again."
+RATE_LIMIT_RETRIES = 3
+MAX_RETRY_WAIT = 30.0
+# Waits when a 429 has no usable Retry-After: 1, 2, 4 s (each capped at max_retry_wait).
+_BACKOFF_START = 1.0
+MAX_LIST_LIMIT = 1000
+MAX_RUN_PAGES = 100
+_ORDER_BY = ("id", "runStartTime", "runEndTime")
+_DIRECTIONS = ("asc", "desc")
 
 
 class FailureKind(enum.StrEnum):
@@ -130,6 +142,52 @@ class StartedRun:
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """One run as GET /api/v1/runs lists it (RunSummary) or GET /api/v1/runs/{id} returns
+    it (RunInfo).
+
+    `status` and `run_type` are Coalesce's strings unchanged ("" when missing), so an
+    unknown status is shown rather than crashed on. Times are aware datetimes or None when
+    missing or unparsable. `rerun_of` is `reRunID` as an int (None when absent or not a
+    number). `failure_reason` is scrubbed. `job_id`, `include_selector`,
+    `exclude_selector` and `parallelism` come from `runDetails` ("" / None without it,
+    which list pages usually leave out unless detail=True); `environment_id` falls back to
+    `runDetails.environmentID`.
+    """
+
+    id: int
+    status: str
+    run_type: str
+    start_time: datetime | None
+    end_time: datetime | None
+    environment_id: str
+    rerun_of: int | None
+    failure_reason: str
+    job_id: str
+    include_selector: str
+    exclude_selector: str
+    parallelism: int | None
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of GET /api/v1/runs: `next` is the cursor for the next page, or None."""
+
+    runs: list[RunSummary]
+    next: str | int | None
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """GET /scheduler/runStatus: `status` unchanged (it may be a value not in the contract),
+    `run_link` the run's page in Coalesce (an http(s) URL), `run_type` ("" when missing)."""
+
+    status: str
+    run_link: str
+    run_type: str = ""
+
+
+@dataclass(frozen=True)
 class _Answer:
     status: int
     content: bytes
@@ -193,8 +251,16 @@ class CoalesceClient:
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_retry_wait: float = MAX_RETRY_WAIT,
+        rate_limit_retries: int = RATE_LIMIT_RETRIES,
     ) -> None:
-        """`session`, when given, is used as is: its adapters decide the retry policy."""
+        """`session`, when given, is used as is: its adapters decide the retry policy.
+
+        `sleep` is called with the seconds to wait before retrying a rate-limited GET (a
+        test can pass a recorder); each wait is at most `max_retry_wait` seconds, and at
+        most `rate_limit_retries` retries follow the first attempt (0 turns them off).
+        """
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = float(
             settings.COALESCE_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
@@ -202,6 +268,9 @@ class CoalesceClient:
         self.read_timeout = float(
             settings.COALESCE_READ_TIMEOUT if read_timeout is None else read_timeout
         )
+        self._sleep = sleep
+        self.max_retry_wait = max(0.0, float(max_retry_wait))
+        self.rate_limit_retries = max(0, int(rate_limit_retries))
         self._token = token
         self._session = session if session is not None else _new_session()
         self._session.auth = _BearerAuth(token)
@@ -229,10 +298,195 @@ class CoalesceClient:
     def start_run(self, body: dict[str, Any]) -> StartedRun:
         """POST /scheduler/startRun with `body` and return the new run's counter.
 
-        Never retried after the request may have been sent. Raises CoalesceError; when its
-        `may_have_started` is True (no answer, dropped connection, 2xx without a usable
-        runCounter) the run may exist in Coalesce.
+        Never retried after the request may have been sent (not even on 429). Raises
+        CoalesceError; when its `may_have_started` is True (no answer, dropped connection,
+        2xx without a usable runCounter) the run may exist in Coalesce.
         """
+        return self._start("/scheduler/startRun", body)
+
+    def rerun(self, body: dict[str, Any]) -> StartedRun:
+        """POST /scheduler/rerun with `body` (sent as given) and return the new run's counter.
+
+        `body` is `{"runDetails": {"runID": "<failed run>"}, "userCredentials": {...}}`
+        (contract 2.2). Same semantics as `start_run`: never retried after sending, and
+        `may_have_started` on the CoalesceError when the rerun may exist.
+        """
+        return self._start("/scheduler/rerun", body)
+
+    def cancel_run(self, *, run_id: int, org_id: str, environment_id: str) -> None:
+        """POST /scheduler/cancelRun `{"runID": int, "orgID", "environmentID"}`.
+
+        Returns None on any 2xx (Coalesce documents 204, empty body); empty `org_id` /
+        `environment_id` are left out (both are optional in the spec). Never retried, not
+        even on 429. Raises CoalesceError; a TIMEOUT means the cancel may or may not have
+        been applied, so check the run's status.
+        """
+        body: dict[str, Any] = {"runID": _run_id(run_id)}
+        if org_id:
+            body["orgID"] = org_id
+        if environment_id:
+            body["environmentID"] = environment_id
+        with secrets_in_use(self._token):
+            self._call("POST", "/scheduler/cancelRun", json_body=body)
+
+    def run_status(self, run_counter: int) -> RunStatus:
+        """GET /scheduler/runStatus?runCounter=N: the live status and the run's page link.
+
+        The status string is returned unchanged. A runLink that is not an http(s) URL (or is
+        missing) is replaced by `run_link(run_counter)`. Raises CoalesceError (BAD_RESPONSE
+        when the answer has no runStatus string; RATE_LIMITED after the 429 retries).
+        """
+        counter = _run_id(run_counter)
+        with secrets_in_use(self._token):
+            answer = self._get("/scheduler/runStatus", {"runCounter": str(counter)})
+            data = self._json_object(answer, starts_run=False)
+            status = data.get("runStatus")
+            if not isinstance(status, str) or not status.strip():
+                raise self._bad_response(answer, "the response has no runStatus", starts_run=False)
+            link = as_text(data.get("runLink")).strip()
+            if urlsplit(link).scheme.lower() not in ("http", "https"):
+                link = self.run_link(counter)
+            return RunStatus(status=status, run_link=link, run_type=as_text(data.get("runType")))
+
+    def get_run(self, run_id: int) -> RunSummary:
+        """GET /api/v1/runs/{run_id}: the run's details (RunInfo), without node results.
+
+        Raises CoalesceError: REJECTED with status_code 404 for an unknown run, BAD_RESPONSE
+        for an answer without a usable integer `id`, RATE_LIMITED after the 429 retries.
+        """
+        with secrets_in_use(self._token):
+            answer = self._get(f"/api/v1/runs/{_run_id(run_id)}")
+            data = self._json_object(answer, starts_run=False)
+            run = _run_summary(data)
+            if run is None:
+                raise self._bad_response(answer, "the run has no integer id", starts_run=False)
+            return run
+
+    def get_results(self, run_id: int) -> list[NodeResult]:
+        """GET /api/v1/runs/{run_id}/results: one NodeResult per node, parsed leniently by
+        `runs.results.parse_results` (unknown statuses kept, missing fields defaulted).
+
+        Raises CoalesceError: BAD_RESPONSE when the answer is not JSON or has no `data` list
+        (a bare list is accepted), REJECTED/404 for an unknown run, RATE_LIMITED after the
+        429 retries.
+        """
+        with secrets_in_use(self._token):
+            answer = self._get(f"/api/v1/runs/{_run_id(run_id)}/results")
+            data = self._json(answer, starts_run=False)
+            items = data.get("data") if isinstance(data, dict) else data
+            if not isinstance(items, list):
+                raise self._bad_response(
+                    answer, "the response is not a list of node results", starts_run=False
+                )
+            return parse_results(items)
+
+    def list_runs(
+        self,
+        *,
+        environment_id: str,
+        order_by: str = "id",
+        direction: str = "asc",
+        starting_from: str | int | None = None,
+        limit: int = MAX_LIST_LIMIT,
+        run_type: str | None = "refresh",
+        detail: bool = False,
+    ) -> RunPage:
+        """GET /api/v1/runs filtered to one environment (and `run_type`, None for all).
+
+        `starting_from` is the exclusive cursor (a run id when ordering by id); pass
+        `RunPage.next` back to get the following page. Items that are not objects or have no
+        integer id are skipped (and logged). Raises ValueError for a limit outside 0..1000
+        or an unknown order; CoalesceError otherwise (BAD_RESPONSE when `data` is not a
+        list, RATE_LIMITED after the 429 retries).
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise ValueError("limit must be an integer")
+        if not 0 <= limit <= MAX_LIST_LIMIT:
+            raise ValueError(f"limit must be between 0 and {MAX_LIST_LIMIT}")
+        if order_by not in _ORDER_BY:
+            raise ValueError(f"order_by must be one of {', '.join(_ORDER_BY)}")
+        if direction not in _DIRECTIONS:
+            raise ValueError("direction must be asc or desc")
+        params = {
+            "environmentID": environment_id,
+            "orderBy": order_by,
+            "orderByDirection": direction,
+            "limit": str(limit),
+            "detail": "true" if detail else "false",
+        }
+        if run_type:
+            params["runType"] = run_type
+        if starting_from is not None and starting_from != "":
+            params["startingFrom"] = str(starting_from)
+        with secrets_in_use(self._token):
+            answer = self._get("/api/v1/runs", params)
+            data = self._json_object(answer, starts_run=False)
+            items = data.get("data")
+            if not isinstance(items, list):
+                raise self._bad_response(
+                    answer, "the response is not a Coalesce run list", starts_run=False
+                )
+            runs = [run for item in items if (run := _run_summary(item)) is not None]
+            if len(runs) != len(items):
+                logger.warning(
+                    "GET /api/v1/runs: skipped %d item(s) without an integer id",
+                    len(items) - len(runs),
+                )
+            return RunPage(runs=runs, next=_cursor(data.get("next")))
+
+    def iter_runs_since(
+        self,
+        environment_id: str,
+        after_id: int,
+        *,
+        run_type: str | None = "refresh",
+        detail: bool = False,
+        page_size: int = MAX_LIST_LIMIT,
+        max_pages: int = MAX_RUN_PAGES,
+    ) -> Iterator[RunSummary]:
+        """Every run of the environment with id > `after_id`, in ascending id order.
+
+        Lists by ascending id starting from `after_id`, following `next` when Coalesce sends
+        it and otherwise the last id of a full page; stops at an empty or short page, when
+        the cursor stops moving, or after `max_pages` pages (then a warning is logged and the
+        caller can resume from the last id it got). A run is yielded once even if pages
+        overlap. Raises CoalesceError from any page (runs already yielded stay valid).
+        """
+        last_id = _run_id(after_id)
+        cursor: str | int = last_id
+        for page_number in range(max_pages):
+            page = self.list_runs(
+                environment_id=environment_id,
+                order_by="id",
+                direction="asc",
+                starting_from=cursor,
+                limit=page_size,
+                run_type=run_type,
+                detail=detail,
+            )
+            for run in page.runs:
+                if run.id > last_id:
+                    last_id = run.id
+                    yield run
+            if not page.runs:
+                return
+            if page.next is not None:
+                following: str | int = page.next
+            elif len(page.runs) >= page_size:
+                following = max(run.id for run in page.runs)
+            else:
+                return
+            if str(following) == str(cursor):
+                return
+            cursor = following
+            if page_number == max_pages - 1:
+                logger.warning(
+                    "GET /api/v1/runs: stopped after %d pages; resume after run %d",
+                    max_pages,
+                    last_id,
+                )
+
+    def _start(self, path: str, body: dict[str, Any]) -> StartedRun:
         credentials = body.get("userCredentials")
         credentials = credentials if isinstance(credentials, dict) else {}
         secrets = [
@@ -241,7 +495,7 @@ class CoalesceClient:
             if isinstance(value := credentials.get(key), str)
         ]
         with secrets_in_use(self._token, *secrets):
-            answer = self._call("POST", "/scheduler/startRun", json_body=body)
+            answer = self._call("POST", path, json_body=body, starts_run=True)
             data = self._json_object(answer, starts_run=True)
             counter = _run_counter(data.get("runCounter"))
             if counter is None:
@@ -254,10 +508,11 @@ class CoalesceClient:
         """Check the base URL and token with the cheapest authenticated call (list 1 run).
 
         Returns None when Coalesce answers with a run list; raises CoalesceError otherwise.
+        A 429 is not retried: the test reports what Coalesce says right now.
         """
-        path = "/api/v1/runs?limit=1&orderBy=id&orderByDirection=desc&detail=false"
+        params = {"limit": "1", "orderBy": "id", "orderByDirection": "desc", "detail": "false"}
         with secrets_in_use(self._token):
-            answer = self._call("GET", path)
+            answer = self._call("GET", "/api/v1/runs", params=params)
             data = self._json_object(answer, starts_run=False)
             if not isinstance(data.get("data"), list):
                 raise self._bad_response(
@@ -266,9 +521,37 @@ class CoalesceClient:
 
     # -- transport ------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, json_body: Any = None) -> _Answer:
-        """Send one request and return its 2xx answer; raise CoalesceError otherwise."""
-        starts_run = method != "GET"
+    def _get(self, path: str, params: dict[str, str] | None = None) -> _Answer:
+        """GET with the 429 retry policy: up to `rate_limit_retries` retries, each after
+        Retry-After seconds (or 1, 2, 4 s without one), capped at `max_retry_wait`. Raises
+        the last RATE_LIMITED CoalesceError when every attempt was rate limited."""
+        backoff = _BACKOFF_START
+        for attempt in range(self.rate_limit_retries + 1):
+            try:
+                return self._call("GET", path, params=params)
+            except CoalesceError as error:
+                if error.kind != FailureKind.RATE_LIMITED or attempt == self.rate_limit_retries:
+                    raise
+                wait = error.retry_after if error.retry_after is not None else backoff
+                backoff *= 2
+                self._sleep(min(wait, self.max_retry_wait))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, str] | None = None,
+        starts_run: bool = False,
+    ) -> _Answer:
+        """Send one request and return its 2xx answer; raise CoalesceError otherwise.
+
+        `starts_run` marks a request that may start a run (startRun, rerun): its unclear
+        outcomes set `may_have_started`. `path` carries no query string (`params` does), so
+        the log line never shows query values.
+        """
         headers = {"Content-Type": "application/json"} if method == "POST" else {}
         started = time.monotonic()
         outcome = "error"
@@ -277,6 +560,7 @@ class CoalesceClient:
                 response = self._session.request(
                     method,
                     self.base_url + path,
+                    params=params,
                     json=json_body,
                     headers=headers,
                     timeout=(self.connect_timeout, self.read_timeout),
@@ -295,7 +579,7 @@ class CoalesceClient:
         finally:
             elapsed_ms = round((time.monotonic() - started) * 1000)
             # The path only: no query string, body, headers or token.
-            logger.info("%s %s -> %s in %d ms", method, path.split("?")[0], outcome, elapsed_ms)
+            logger.info("%s %s -> %s in %d ms", method, path, outcome, elapsed_ms)
 
     def _answer(self, response: requests.Response, *, starts_run: bool) -> _Answer:
         status = response.status_code
@@ -400,13 +684,16 @@ class CoalesceClient:
             may_have_started=starts_run,
         )
 
-    def _json_object(self, answer: _Answer, *, starts_run: bool) -> dict[str, Any]:
+    def _json(self, answer: _Answer, *, starts_run: bool) -> Any:
         try:
-            data = json.loads(answer.content)
+            return json.loads(answer.content)
         except ValueError:  # includes UnicodeDecodeError
             raise self._bad_response(
                 answer, "the response is not JSON", starts_run=starts_run
             ) from None
+
+    def _json_object(self, answer: _Answer, *, starts_run: bool) -> dict[str, Any]:
+        data = self._json(answer, starts_run=starts_run)
         if not isinstance(data, dict):
             raise self._bad_response(
                 answer, "the response is not a JSON object", starts_run=starts_run
@@ -555,6 +842,49 @@ def _run_counter(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
         return int(value.strip())
     return None
+
+
+def _run_id(value: Any) -> int:
+    """A run id/counter argument as a non-negative int; ValueError for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"a run id must be a non-negative integer, not {value!r}")
+    return value
+
+
+def _cursor(value: Any) -> str | int | None:
+    """The `next` cursor of a list page: a string or an int, None when absent or empty."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _run_summary(item: Any) -> RunSummary | None:
+    """A RunSummary from a RunSummary/RunInfo object; None without an integer `id`."""
+    if not isinstance(item, dict):
+        return None
+    run_id = _run_counter(item.get("id"))
+    if run_id is None:
+        return None
+    details = item.get("runDetails")
+    details = details if isinstance(details, dict) else {}
+    return RunSummary(
+        id=run_id,
+        status=as_text(item.get("runStatus")),
+        run_type=as_text(item.get("runType")),
+        start_time=parse_datetime(item.get("runStartTime")),
+        end_time=parse_datetime(item.get("runEndTime")),
+        environment_id=as_text(item.get("environmentID")) or as_text(details.get("environmentID")),
+        rerun_of=_run_counter(item.get("reRunID")),
+        failure_reason=_text(as_text(item.get("runFailureReason"))),
+        job_id=as_text(details.get("jobID")),
+        include_selector=as_text(details.get("includeNodesSelector")),
+        exclude_selector=as_text(details.get("excludeNodesSelector")),
+        parallelism=as_count(details.get("parallelism")),
+    )
 
 
 def _retry_after(value: str | None) -> float | None:

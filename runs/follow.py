@@ -1,0 +1,265 @@
+"""Following runs to the end: the periodic status sweep.
+
+Coalesce rate-limits per account, so the sweep costs as few calls as the question allows:
+per environment with runs still moving, ONE listing of its runs since the oldest one we
+follow (`GET /api/v1/runs`, ordered by start time, with its further pages), plus ONE
+results call for each run that has just finished. The number of calls does not grow with
+the number of active runs; polling each run's status instead would cost one call per run
+per interval.
+
+Several workers may sweep at once. Each environment is claimed with an atomic
+conditional UPDATE of its FollowState row (`next_sweep_at <= now` -> `now + interval`):
+exactly one worker wins an environment per interval, on PostgreSQL and SQLite alike, and
+a worker that dies mid-sweep leaves nothing locked; the claim simply expires.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from runs.coalesce import CoalesceClient, CoalesceError, FailureKind, RunSummary
+from runs.encryption import CredentialDecryptionError
+from runs.models import EnvironmentProfile, FollowState, Run
+from runs.results import results_to_json
+
+logger = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"completed", "failed", "canceled"})
+# Runs in these start states may exist in Coalesce and are looked for (reconciled).
+UNRESOLVED = (Run.Status.SUBMITTING, Run.Status.UNKNOWN)
+# A submitting row younger than this is probably still waiting for its answer.
+SUBMITTING_GRACE = timedelta(minutes=2)
+# How far around an attempt a matching Coalesce run may have started (clock skew, queueing).
+MATCH_BEFORE = timedelta(minutes=2)
+MATCH_AFTER = timedelta(minutes=10)
+MAX_PAGES = 50
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+@dataclass
+class SweepReport:
+    environments: int = 0
+    calls: int = 0
+    updated: int = 0
+    finished: int = 0
+    reconciled: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"swept {self.environments} environment(s) with {self.calls} Coalesce call(s): "
+                f"{self.updated} run(s) updated, {self.finished} finished, "
+                f"{self.reconciled} reconciled, {len(self.errors)} error(s)")
+
+
+def active_runs():
+    """Runs the sweep still cares about: started and not finished, or not yet resolved."""
+    moving = Q(status=Run.Status.STARTED, run_counter__isnull=False) & ~Q(
+        coalesce_status__in=TERMINAL)
+    return Run.objects.filter(moving | Q(status__in=UNRESOLVED),
+                              stopped_following_at__isnull=True)
+
+
+def sweep(*, now: datetime | None = None, interval: float | None = None) -> SweepReport:
+    """Refresh every environment that has active runs and that no other worker has
+    claimed in this interval. Safe to call from several processes at once."""
+    now = now or timezone.now()
+    interval = settings.FOLLOW_INTERVAL_SECONDS if interval is None else interval
+    report = SweepReport()
+    _stop_following_old_runs(now)
+    profile_ids = set(active_runs().values_list("profile_id", flat=True).distinct())
+    for profile in EnvironmentProfile.objects.filter(pk__in=profile_ids):
+        if claim_environment(profile, now, interval):
+            report.environments += 1
+            _sweep_environment(profile, now, report)
+    return report
+
+
+def claim_environment(profile: EnvironmentProfile, now: datetime, interval: float) -> bool:
+    """Take this environment for one interval; False when another worker has it."""
+    # get_or_create absorbs the race of two workers creating the row (savepoint + get).
+    FollowState.objects.get_or_create(profile=profile, defaults={"next_sweep_at": now})
+    won = FollowState.objects.filter(
+        Q(backoff_until__isnull=True) | Q(backoff_until__lte=now),
+        profile=profile, next_sweep_at__lte=now,
+    ).update(next_sweep_at=now + timedelta(seconds=interval), last_sweep_at=now)
+    return won == 1
+
+
+def _stop_following_old_runs(now: datetime) -> None:
+    cutoff = now - timedelta(hours=settings.FOLLOW_MAX_AGE_HOURS)
+    for run in active_runs().filter(created_at__lt=cutoff):
+        run.stopped_following_at = now
+        run.save(update_fields=["stopped_following_at"])
+        run.log("unfollowed", f"No longer followed: still not finished after "
+                f"{settings.FOLLOW_MAX_AGE_HOURS} h. Check it in Coalesce.")
+
+
+def _sweep_environment(profile: EnvironmentProfile, now: datetime, report: SweepReport) -> None:
+    runs = list(active_runs().filter(profile=profile).order_by("created_at"))
+    try:
+        # No in-call retries on 429: the sweep backs off per environment instead of
+        # holding a worker asleep.
+        client = CoalesceClient(profile.base_url, profile.get_secret("api_token"),
+                                rate_limit_retries=0)
+    except CredentialDecryptionError:
+        report.errors.append(f"{profile.name}: the API token cannot be decrypted")
+        return
+    try:
+        listing = _list_since(client, profile, _listing_start(runs), report)
+        _apply_listing(client, runs, listing, now, report)
+        _clear_backoff(profile)
+    except CoalesceError as exc:
+        report.errors.append(f"{profile.name}: {exc.message}")
+        if exc.kind == FailureKind.RATE_LIMITED:
+            _back_off(profile, now, exc.retry_after)
+        logger.warning("Sweep of %s failed: %s", profile.name, exc.message)
+    finally:
+        client.close()
+
+
+def _listing_start(runs: list[Run]) -> datetime:
+    """The earliest moment a run we follow (or look for) can have started in Coalesce."""
+    starts = [r.coalesce_started_at or r.created_at for r in runs]
+    return min(starts) - MATCH_BEFORE
+
+
+def _list_since(client, profile, since: datetime, report: SweepReport) -> list[RunSummary]:
+    """Every run of the environment started since `since`: one listing and its pages."""
+    found: list[RunSummary] = []
+    cursor: str | int | None = since.isoformat().replace("+00:00", "Z")
+    for _ in range(MAX_PAGES):
+        page = client.list_runs(environment_id=profile.environment_id, order_by="runStartTime",
+                                direction="asc", starting_from=cursor, limit=1000,
+                                detail=True)
+        report.calls += 1
+        found.extend(page.runs)
+        if page.next is None or not page.runs:
+            break
+        cursor = page.next
+    return found
+
+
+def _apply_listing(client, runs: list[Run], listing: list[RunSummary], now: datetime,
+                   report: SweepReport) -> None:
+    by_id = {summary.id: summary for summary in listing}
+    for run in runs:
+        if run.status == Run.Status.STARTED:
+            summary = by_id.get(run.run_counter)
+            if summary is not None:
+                _update_run(client, run, summary, now, report)
+    unresolved = [r for r in runs if r.status in UNRESOLVED]
+    if unresolved:
+        _reconcile(unresolved, listing, now, report)
+
+
+def _update_run(client, run: Run, summary: RunSummary, now: datetime,
+                report: SweepReport) -> None:
+    previous = run.coalesce_status
+    run.coalesce_status = summary.status
+    run.coalesce_started_at = summary.start_time or run.coalesce_started_at
+    run.coalesce_ended_at = summary.end_time or run.coalesce_ended_at
+    run.last_checked_at = now
+    run.save(update_fields=["coalesce_status", "coalesce_started_at", "coalesce_ended_at",
+                            "last_checked_at"])
+    if summary.status != previous:
+        report.updated += 1
+        reason = f": {summary.failure_reason}" if summary.failure_reason else ""
+        run.log(f"coalesce_{summary.status}", f"Coalesce reports {summary.status}{reason}.")
+    if summary.status in TERMINAL and previous not in TERMINAL:
+        report.finished += 1
+        fetch_results(client, run, report)
+
+
+def fetch_results(client, run: Run, report: SweepReport | None = None) -> None:
+    """Fetch and store the node results (one call). Failures are noted, not raised."""
+    try:
+        nodes = client.get_results(run.run_counter)
+    except CoalesceError as exc:
+        run.log("results_failed", f"Node results could not be fetched: {exc.message}")
+        return
+    finally:
+        if report is not None:
+            report.calls += 1
+    run.results = results_to_json(nodes)
+    run.results_fetched_at = timezone.now()
+    run.save(update_fields=["results", "results_fetched_at"])
+
+
+def _reconcile(unresolved: list[Run], listing: list[RunSummary], now: datetime,
+               report: SweepReport) -> None:
+    known = set(Run.objects.filter(
+        environment_id=unresolved[0].environment_id, run_counter__isnull=False,
+    ).values_list("run_counter", flat=True))
+    candidates_pool = [s for s in listing if s.id not in known]
+    for run in unresolved:
+        if run.status == Run.Status.SUBMITTING and now - run.created_at < SUBMITTING_GRACE:
+            continue
+        matches = [s for s in candidates_pool if _matches(run, s)]
+        if len(matches) == 1:
+            _link(run, matches[0], now)
+            candidates_pool.remove(matches[0])
+            report.reconciled += 1
+        elif now - run.created_at > MATCH_AFTER:
+            _leave_for_a_person(run, len(matches), now)
+
+
+def _matches(run: Run, summary: RunSummary) -> bool:
+    if summary.start_time is None:
+        return False
+    if not run.created_at - MATCH_BEFORE <= summary.start_time <= run.created_at + MATCH_AFTER:
+        return False
+    return (
+        (summary.job_id or "") == run.job_id
+        and (summary.include_selector or "") == run.include_selector
+        and (summary.exclude_selector or "") == run.exclude_selector
+        and (summary.parallelism in (None, run.parallelism))
+    )
+
+
+def _link(run: Run, summary: RunSummary, now: datetime) -> None:
+    previous = run.get_status_display()
+    run.status = Run.Status.STARTED
+    run.run_counter = summary.id
+    run.run_link = f"{run.profile.base_url.rstrip('/')}/runs/{summary.id}"
+    run.coalesce_status = summary.status
+    run.coalesce_started_at = summary.start_time
+    run.coalesce_ended_at = summary.end_time
+    run.last_checked_at = now
+    run.save(update_fields=["status", "run_counter", "run_link", "coalesce_status",
+                            "coalesce_started_at", "coalesce_ended_at", "last_checked_at"])
+    run.log("reconciled", f"Was “{previous}”: found exactly one matching Coalesce run "
+            f"(runCounter {summary.id}, same job, selectors and parallelism, started "
+            f"{summary.start_time:%H:%M:%S}). Linked to it.")
+
+
+def _leave_for_a_person(run: Run, count: int, now: datetime) -> None:
+    run.stopped_following_at = now
+    run.save(update_fields=["stopped_following_at"])
+    if count == 0:
+        note = ("No Coalesce run matches this attempt (same job, selectors and parallelism, "
+                "started around the same time): it probably never started.")
+    else:
+        note = (f"{count} Coalesce runs match this attempt, so it cannot be linked "
+                "automatically. Check Coalesce's run history to see which one it was.")
+    run.log("needs_attention", note + " Left for a person to check.")
+
+
+def _back_off(profile: EnvironmentProfile, now: datetime, retry_after: float | None) -> None:
+    state = profile.follow_state
+    doubled = max(state.backoff_seconds * 2, settings.FOLLOW_INTERVAL_SECONDS)
+    seconds = min(max(retry_after or 0, doubled), MAX_BACKOFF.total_seconds())
+    state.backoff_seconds = int(seconds)
+    state.backoff_until = now + timedelta(seconds=seconds)
+    state.last_error = "Rate limited by Coalesce (HTTP 429)."
+    state.save(update_fields=["backoff_seconds", "backoff_until", "last_error"])
+
+
+def _clear_backoff(profile: EnvironmentProfile) -> None:
+    FollowState.objects.filter(profile=profile).exclude(backoff_seconds=0, last_error="").update(
+        backoff_seconds=0, backoff_until=None, last_error="")

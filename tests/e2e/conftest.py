@@ -1,0 +1,153 @@
+"""Fixtures for the end-to-end tests: a real Chromium (Debian's, driven by Playwright's sync
+API), pytest-django's live_server and the Coalesce simulator over real HTTP.
+
+Chromium comes from the system (`apt-get install chromium`), never from `playwright install`,
+which cannot download browsers here. Without it the browser tests are skipped, unless
+REQUIRE_BROWSER_TESTS=true (CI sets it), where a missing browser is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from runs.models import EnvironmentProfile
+from runs.simulator import SimulatorServer, make_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+# As the machine's notes say: without the networking flags Chromium keeps trying to reach
+# Google's hosts, which this closed network refuses.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SIM_TOKEN = "sim-token"
+# Short, so a missing element fails the test in seconds rather than after 30.
+TIMEOUT_MS = 5_000
+
+
+def _browser_tests_required() -> bool:
+    return os.environ.get("REQUIRE_BROWSER_TESTS", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last, after pytest-django has ordered the rest.
+
+    While Playwright runs, the main thread looks as if an asyncio loop were running in it
+    (hence DJANGO_ALLOW_ASYNC_UNSAFE below). Running these tests last means the session-scoped
+    browser is stopped before no other test, so none runs beside that loop.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    if not CHROMIUM.exists():
+        message = (
+            f"{CHROMIUM} is missing: install it with `apt-get install chromium` "
+            "(`playwright install` cannot download browsers on this machine)."
+        )
+        if _browser_tests_required():
+            pytest.fail(f"REQUIRE_BROWSER_TESTS=true but {message}", pytrace=False)
+        pytest.skip(message)
+    # Playwright's sync API keeps an event loop "running" in this thread, so Django would
+    # refuse ORM calls from the test with SynchronousOnlyOperation. Django's docs advise
+    # this variable for Playwright; it is set only while Playwright runs.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            yield p
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+def _new_context(browser: Browser, base_url: str, **options) -> BrowserContext:
+    context = browser.new_context(base_url=base_url, **options)
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
+
+
+@pytest.fixture
+def page(browser: Browser, live_server) -> Iterator[Page]:
+    """A fresh page in its own context (no cookies shared between tests)."""
+    context = _new_context(browser, live_server.url)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def page_without_js(browser: Browser, live_server) -> Iterator[Page]:
+    context = _new_context(browser, live_server.url, java_script_enabled=False)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def simulator_server() -> Iterator[SimulatorServer]:
+    server = make_server("127.0.0.1", 0, token=SIM_TOKEN)
+    thread = threading.Thread(target=server.serve_forever, name="coalesce-simulator", daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def simulator(simulator_server: SimulatorServer) -> SimulatorServer:
+    """The simulator with no runs, calls or requests left from an earlier test."""
+    simulator_server.state.reset()
+    return simulator_server
+
+
+def _sim_profile(name: str, environment_id: str, base_url: str, group: Group,
+                 **defaults) -> EnvironmentProfile:
+    profile = EnvironmentProfile(
+        name=name,
+        base_url=base_url,
+        environment_id=environment_id,
+        snowflake_auth_type=EnvironmentProfile.AuthType.OAUTH,
+        **defaults,
+    )
+    profile.set_secret("api_token", SIM_TOKEN, by="admin")
+    profile.save()
+    profile.allowed_groups.add(group)
+    return profile
+
+
+@pytest.fixture
+def demo_profile(simulator: SimulatorServer, analysts: Group) -> EnvironmentProfile:
+    """A healthy simulated environment whose defaults differ from the form's (16, no job)."""
+    return _sim_profile("Demo (simulated Coalesce)", "demo", simulator.state.base_url, analysts,
+                        default_job_id="5", default_parallelism=8)
+
+
+@pytest.fixture
+def broken_profile(simulator: SimulatorServer, analysts: Group) -> EnvironmentProfile:
+    """An environment the simulator answers with an HTML 500 ("fail-http500")."""
+    return _sim_profile("Broken environment", "fail-http500", simulator.state.base_url,
+                        analysts, default_job_id="", default_parallelism=4)

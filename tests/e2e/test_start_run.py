@@ -1,0 +1,158 @@
+"""Starting a refresh run in a real browser, against the live server and the simulator.
+
+The unit tests cover the views one request at a time; these check what only a browser
+shows: htmx swapping the form in place, the client-side redirect after a start, and the
+same page working with JavaScript turned off.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from runs.models import Run
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "correct-horse-battery-staple"
+SCREENSHOT = "/tmp/e2e-run-page.png"
+INCLUDE = "{ location: STAGING name: STG_* }"
+
+
+@pytest.fixture
+def alice(alice):
+    alice.set_password(PASSWORD)
+    alice.save(update_fields=["password"])
+    return alice
+
+
+def log_in(page: Page, username: str) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name=f"Log out {username}")).to_be_visible()
+
+
+def open_run_form(page: Page) -> None:
+    nav = page.get_by_role("navigation", name="Main")
+    nav.get_by_role("link", name="Start a refresh run").click()
+    expect(page.get_by_role("heading", name="Start a refresh run")).to_be_visible()
+
+
+def test_it_starts_a_run_on_the_simulator(page: Page, alice, demo_profile, simulator):
+    log_in(page, "alice")
+    open_run_form(page)
+    expect(page.get_by_label("Job ID")).to_have_value("")
+    expect(page.get_by_label("Parallelism")).to_have_value("16")
+
+    # A marker on window survives an htmx swap but not a page load.
+    page.evaluate("window.notReloaded = true")
+    page.get_by_label("Environment", exact=True).select_option(label="Demo (simulated Coalesce)")
+    expect(page.get_by_label("Job ID")).to_have_value("5")
+    expect(page.get_by_label("Parallelism")).to_have_value("8")
+    assert page.evaluate("window.notReloaded === true")
+
+    page.get_by_label("Include nodes").fill(INCLUDE)
+    names = page.get_by_label("Parameter name")
+    expect(names).to_have_count(1)
+    page.get_by_role("button", name="Add parameter").click()
+    expect(names).to_have_count(2)
+    names.last.fill("target_date")
+    page.get_by_label("Parameter value").last.fill("2026-11-01")
+    # The swap that added the row kept what was typed before it.
+    expect(page.get_by_label("Include nodes")).to_have_value(INCLUDE)
+    page.get_by_role("button", name="Start run").click()
+
+    expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
+    [sim_run] = simulator.state.list_runs(limit=1)
+    assert (sim_run.environment_id, sim_run.job_id, sim_run.parallelism) == ("demo", "5", 8)
+    assert sim_run.include_nodes_selector == INCLUDE
+    assert sim_run.parameters == {"target_date": "2026-11-01"}
+    counter = sim_run.run_counter
+    expect(page.locator(".run-counter")).to_have_text(str(counter))
+    link = page.get_by_role("link", name=f"Open run {counter} in Coalesce")
+    expect(link).to_have_attribute("href", f"{simulator.state.base_url}/runs/{counter}")
+    expect(page.locator(".outcome")).to_contain_text("Started")
+    assert simulator.state.calls_snapshot() == {"POST /scheduler/startRun": 1}
+    page.screenshot(path=SCREENSHOT, full_page=True)
+
+
+def test_it_explains_a_coalesce_failure_in_plain_words(page: Page, alice, broken_profile,
+                                                        simulator):
+    log_in(page, "alice")
+    open_run_form(page)
+    page.get_by_label("Environment", exact=True).select_option(label="Broken environment")
+    expect(page.get_by_label("Parallelism")).to_have_value("4")
+    page.get_by_label("Refresh the entire environment").check()
+    page.get_by_role("button", name="Start run").click()
+
+    expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
+    error = page.locator(".outcome").get_by_role("alert")
+    expect(error).to_contain_text("Coalesce is unavailable (HTTP 500)")
+    expect(error).to_contain_text("HTTP status 500")
+    expect(page.locator(".outcome")).to_contain_text("Could not reach Coalesce")
+    expect(page.locator(".run-counter")).to_have_count(0)
+    # Never a traceback or the proxy's HTML in the message itself.
+    expect(error).not_to_contain_text("Traceback")
+    expect(error).not_to_contain_text("<html>")
+    assert simulator.state.calls_snapshot() == {"POST /scheduler/startRun": 1}
+
+
+def test_it_shows_a_validation_error_beside_the_field(page: Page, alice, demo_profile,
+                                                      simulator):
+    log_in(page, "alice")
+    open_run_form(page)
+    page.get_by_label("Environment", exact=True).select_option(label="Demo (simulated Coalesce)")
+    expect(page.get_by_label("Parallelism")).to_have_value("8")
+    page.get_by_label("Include nodes").fill(INCLUDE)
+    page.get_by_label("Parallelism").fill("0")
+
+    # The browser refuses first (the input has min="1"), so nothing is sent.
+    page.get_by_role("button", name="Start run").click()
+    assert page.get_by_label("Parallelism").evaluate("el => !el.validity.valid")
+    # Then without the browser's check, as an older browser or a hand-made POST would be.
+    page.locator("#run-form").evaluate("form => { form.noValidate = true; }")
+    page.get_by_role("button", name="Start run").click()
+
+    parallelism = page.get_by_label("Parallelism")
+    message = "Ensure this value is greater than or equal to 1."
+    # Tied to the input for screen readers (aria-describedby) and shown right under it.
+    expect(parallelism).to_have_accessible_description(message)
+    error = page.get_by_text(message)
+    expect(error).to_be_visible()
+    field_box, error_box = parallelism.bounding_box(), error.bounding_box()
+    assert 0 <= error_box["y"] - (field_box["y"] + field_box["height"]) < 40
+    expect(page.get_by_label("Include nodes")).to_have_value(INCLUDE)
+    expect(page.get_by_label("Environment", exact=True)).to_have_value(str(demo_profile.pk))
+    assert re.search(r"/runs/new/$", page.url)
+    assert simulator.state.calls_snapshot() == {}
+    assert not Run.objects.exists()
+
+
+def test_it_starts_a_run_without_javascript(page_without_js: Page, alice, demo_profile,
+                                            simulator):
+    page = page_without_js
+    log_in(page, "alice")
+    open_run_form(page)
+    page.get_by_label("Environment", exact=True).select_option(label="Demo (simulated Coalesce)")
+    # No htmx: nothing changes until the defaults button submits the GET form.
+    expect(page.get_by_label("Job ID")).to_have_value("")
+    page.get_by_role("button", name="Use this environment's defaults").click()
+    expect(page).to_have_url(re.compile(r"/runs/new/\?.*defaults=1"))
+    expect(page.get_by_label("Job ID")).to_have_value("5")
+    expect(page.get_by_label("Parallelism")).to_have_value("8")
+
+    page.get_by_label("Parameter name").fill("target_date")
+    page.get_by_label("Parameter value").fill("2026-11-01")
+    page.get_by_role("button", name="Start run").click()
+
+    expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
+    [sim_run] = simulator.state.list_runs(limit=1)
+    assert (sim_run.environment_id, sim_run.job_id, sim_run.parallelism) == ("demo", "5", 8)
+    assert sim_run.parameters == {"target_date": "2026-11-01"}
+    expect(page.locator(".run-counter")).to_have_text(str(sim_run.run_counter))
+    expect(page.get_by_role("link", name=f"Open run {sim_run.run_counter} in Coalesce")
+           ).to_be_visible()
