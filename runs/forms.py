@@ -264,9 +264,55 @@ def selector_warnings(selector: str) -> list[str]:
     return []
 
 
-class RunForm(forms.Form):
-    """The analyst's request. Parameters arrive as parallel lists param_name / param_value
-    (rows the page can add and remove) and are validated in clean()."""
+class ParameterRowsForm(forms.Form):
+    """Parameters arrive as parallel lists param_name / param_value (rows the page can
+    add and remove); clean() turns them into a dict of strings with unique names."""
+
+    submit_token = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parameter_errors: list[str] = []
+
+    def clean(self):
+        cleaned = super().clean()
+        cleaned["parameters"] = self._clean_parameters()
+        return cleaned
+
+    def parameter_rows(self) -> list[tuple[str, str]]:
+        """The rows as typed (blank rows kept so the page shows them again)."""
+        names = self.data.getlist("param_name") if self.is_bound else []
+        values = self.data.getlist("param_value") if self.is_bound else []
+        count = max(len(names), len(values))
+        return [(names[i] if i < len(names) else "", values[i] if i < len(values) else "")
+                for i in range(count)]
+
+    def _clean_parameters(self) -> dict[str, str]:
+        parameters: dict[str, str] = {}
+        for position, (name, value) in enumerate(self.parameter_rows(), start=1):
+            name = name.strip()
+            if not name and not value:
+                continue  # an empty row left on the page
+            if not name:
+                self.parameter_errors.append(f"Row {position}: give the parameter a name.")
+            elif name in parameters:
+                self.parameter_errors.append(f"Row {position}: “{name}” is already set above; "
+                                             "parameter names must be unique.")
+            else:
+                parameters[name] = value
+        if self.parameter_errors:
+            # Added, not raised, so the other fields' checks still run and all problems
+            # show at once.
+            self.add_error(None, "Check the parameters below.")
+        return parameters
+
+
+class RerunForm(ParameterRowsForm):
+    """Rerun the failed nodes, optionally with changed parameters."""
+
+
+class RunForm(ParameterRowsForm):
+    """The analyst's request to start a refresh."""
 
     environment = forms.ModelChoiceField(
         label="Environment", queryset=EnvironmentProfile.objects.none(),
@@ -290,7 +336,6 @@ class RunForm(forms.Form):
         help_text="Type the environment's name to confirm a forced refresh.",
     )
     refresh_all = forms.BooleanField(label="Refresh the entire environment", required=False)
-    submit_token = forms.UUIDField(widget=forms.HiddenInput)
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -298,7 +343,6 @@ class RunForm(forms.Form):
         if not user.has_perm("runs.force_run"):
             # Not shown at all; the view refuses a forged POST that carries it.
             del self.fields["force"], self.fields["confirm_name"]
-        self.parameter_errors: list[str] = []
 
     def clean_job_id(self) -> str:
         value = self.cleaned_data["job_id"].strip()
@@ -325,33 +369,7 @@ class RunForm(forms.Form):
             self.add_error("refresh_all", "No job ID or node selector is given, so this run "
                            "refreshes every node: tick “Refresh the entire environment” to "
                            "confirm.")
-        cleaned["parameters"] = self._clean_parameters()
         return cleaned
-
-    def parameter_rows(self) -> list[tuple[str, str]]:
-        """The rows as typed (blank rows kept so the page shows them again)."""
-        names = self.data.getlist("param_name") if self.is_bound else []
-        values = self.data.getlist("param_value") if self.is_bound else []
-        count = max(len(names), len(values))
-        return [(names[i] if i < len(names) else "", values[i] if i < len(values) else "")
-                for i in range(count)]
-
-    def _clean_parameters(self) -> dict[str, str]:
-        parameters: dict[str, str] = {}
-        for position, (name, value) in enumerate(self.parameter_rows(), start=1):
-            name = name.strip()
-            if not name and not value:
-                continue  # an empty row left on the page
-            if not name:
-                self.parameter_errors.append(f"Row {position}: give the parameter a name.")
-            elif name in parameters:
-                self.parameter_errors.append(f"Row {position}: “{name}” is already set above; "
-                                             "parameter names must be unique.")
-            else:
-                parameters[name] = value
-        if self.parameter_errors:
-            raise ValidationError("Check the parameters below.")
-        return parameters
 
     def warnings(self) -> list[str]:
         found = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.http import HttpRequest
@@ -23,8 +25,14 @@ def client_ip(request: HttpRequest) -> str | None:
     the entry that many places from the end; anything before it could be forged.
     """
     proxies = settings.TRUSTED_PROXY_COUNT
+    address = request.META.get("REMOTE_ADDR")
     if proxies:
         forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         if len(forwarded) >= proxies and forwarded[-proxies]:
-            return forwarded[-proxies]
-    return request.META.get("REMOTE_ADDR") or None
+            address = forwarded[-proxies]
+    # Only a real address: the column is inet on PostgreSQL, and junk such as "unknown"
+    # would fail the insert (a 500 with nothing recorded).
+    try:
+        return str(ipaddress.ip_address(address or ""))
+    except ValueError:
+        return None

@@ -187,6 +187,7 @@ class Run(models.Model):
         STARTED = "started", "Started"
         REJECTED = "rejected", "Rejected by Coalesce"
         UNREACHABLE = "unreachable", "Could not reach Coalesce"
+        RATE_LIMITED = "rate_limited", "Rate limited by Coalesce"
         UNKNOWN = "unknown", "Outcome unknown"
         NOT_SENT = "not_sent", "Not sent"
 
@@ -237,7 +238,10 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        permissions = [("force_run", "Can force a refresh after a failed deployment")]
+        permissions = [
+            ("force_run", "Can force a refresh after a failed deployment"),
+            ("cancel_run", "Can cancel a running refresh"),
+        ]
         # The history pages by keyset on (created_at, id), newest first; each filter
         # has an index that leads with it and ends with that key, so any page at any
         # depth is an index range scan.
@@ -315,6 +319,8 @@ class AuditEntry(models.Model):
         RUN_STARTED = "run_started", "Run started"
         RUN_FORCED = "run_forced", "Run forced"
         RUN_REJECTED = "run_rejected", "Run rejected"
+        RUN_CANCELLED = "run_cancelled", "Run cancelled"
+        RUN_RERUN = "run_rerun", "Failed nodes rerun"
         LOGIN_SUCCEEDED = "login_succeeded", "Login succeeded"
         LOGIN_FAILED = "login_failed", "Login failed"
 

@@ -95,36 +95,88 @@ def start_run(req: RunRequest, *, user, client_ip: str | None,
     resubmitted form), nothing is sent and the existing run comes back with created False.
     Never raises for a Coalesce failure: the run row says what happened.
     """
+    attempt = Attempt(req, user=user, client_ip=client_ip, submit_token=submit_token)
+    return _attempt(attempt, lambda reveal: build_body(req, reveal_secrets=reveal),
+                    lambda client, body: client.start_run(body))
+
+
+def start_rerun(original: Run, *, parameters: dict[str, str], user, client_ip: str | None,
+                submit_token: uuid.UUID) -> tuple[Run, bool]:
+    """Rerun the failed nodes of `original` (POST /scheduler/rerun) as a new run.
+
+    The rerun body names only the original runCounter, the credentials and parameters:
+    Coalesce reruns exactly the nodes that failed, with the original's selection.
+    """
+    req = RunRequest(profile=original.profile, job_id=original.job_id,
+                     include_selector=original.include_selector,
+                     exclude_selector=original.exclude_selector,
+                     parallelism=original.parallelism, parameters=parameters)
+    attempt = Attempt(req, user=user, client_ip=client_ip, submit_token=submit_token,
+                      rerun_of=original)
+    return _attempt(attempt, lambda reveal: build_rerun_body(original, req, reveal),
+                    lambda client, body: client.rerun(body))
+
+
+def build_rerun_body(original: Run, req: RunRequest, reveal_secrets: bool) -> dict:
+    body: dict = {"runDetails": {"runID": str(original.run_counter)},
+                  "userCredentials": _credentials(req.profile, reveal_secrets)}
+    if req.parameters:
+        body["parameters"] = {str(k): str(v) for k, v in req.parameters.items()}
+    return body
+
+
+@dataclass(frozen=True)
+class Attempt:
+    req: RunRequest
+    user: object
+    client_ip: str | None
+    submit_token: uuid.UUID
+    rerun_of: Run | None = None
+
+
+def _attempt(attempt: Attempt, body_for, call) -> tuple[Run, bool]:
     try:
         with transaction.atomic():
-            run = _record_attempt(req, user=user, client_ip=client_ip, submit_token=submit_token)
+            run = _record_attempt(attempt, body_for(False))
     except IntegrityError:
-        return Run.objects.get(submit_token=submit_token), False
-    _send(run, req)
+        return Run.objects.get(submit_token=attempt.submit_token), False
+    _send(run, attempt.req.profile, body_for, call)
     return run, True
 
 
-def _record_attempt(req: RunRequest, *, user, client_ip, submit_token) -> Run:
+def _record_attempt(attempt: Attempt, redacted_body: dict) -> Run:
+    req, user = attempt.req, attempt.user
     run = Run.objects.create(
-        submit_token=submit_token,
+        submit_token=attempt.submit_token,
         profile=req.profile,
         environment_id=req.profile.environment_id,
         created_by=user,
-        client_ip=client_ip,
+        client_ip=attempt.client_ip,
         job_id=req.job_id,
         include_selector=req.include_selector,
         exclude_selector=req.exclude_selector,
         parallelism=req.parallelism,
         force=req.force,
         parameters=req.parameters,
-        request_body=build_body(req, reveal_secrets=False),
+        request_body=redacted_body,
+        rerun_of=attempt.rerun_of,
     )
-    what = "entire environment" if run.targets_everything else "selected nodes"
-    forced = ", forced despite a failed deployment" if req.force else ""
-    run.log("submitting", f"Sending startRun for the {what}{forced}.", actor=user.get_username())
-    audit.record(audit.Action.RUN_FORCED if req.force else audit.Action.RUN_STARTED,
-                 actor=user.get_username(), ip=client_ip, target=f"run {run.pk}",
-                 details=_audit_details(run))
+    if attempt.rerun_of is not None:
+        message = f"Sending rerun of the failed nodes of run {attempt.rerun_of.pk}."
+        action = audit.Action.RUN_RERUN
+        attempt.rerun_of.log("rerun", f"Rerun of its failed nodes requested as run {run.pk}.",
+                             actor=user.get_username())
+    else:
+        what = "entire environment" if run.targets_everything else "selected nodes"
+        forced = ", forced despite a failed deployment" if req.force else ""
+        message = f"Sending startRun for the {what}{forced}."
+        action = audit.Action.RUN_FORCED if req.force else audit.Action.RUN_STARTED
+    run.log("submitting", message, actor=user.get_username())
+    details = _audit_details(run)
+    if attempt.rerun_of is not None:
+        details["rerun_of"] = attempt.rerun_of.pk
+    audit.record(action, actor=user.get_username(), ip=attempt.client_ip,
+                 target=f"run {run.pk}", details=details)
     return run
 
 
@@ -133,19 +185,19 @@ def _audit_details(run: Run) -> dict:
             "job_id": run.job_id, "force": run.force}
 
 
-def _send(run: Run, req: RunRequest) -> None:
-    profile = req.profile
+def _send(run: Run, profile: EnvironmentProfile, body_for, call) -> None:
     try:
-        client = CoalesceClient(profile.base_url, profile.get_secret("api_token"))
-        body = build_body(req, reveal_secrets=True)
+        token = profile.get_secret("api_token")
+        body = body_for(True)
     except CredentialDecryptionError as exc:
         logger.error("Run %s not sent: %s", run.pk, exc)
         _finish(run, Run.Status.NOT_SENT, error_kind="decryption",
                 error_message="The stored credentials cannot be decrypted with the configured "
                 "keys, so nothing was sent. An admin must re-enter them on the profile.")
         return
+    client = CoalesceClient(profile.base_url, token)
     try:
-        started = client.start_run(body)
+        started = call(client, body)
     except CoalesceError as exc:
         _record_failure(run, exc)
     else:
@@ -160,6 +212,8 @@ def _record_failure(run: Run, exc: CoalesceError) -> None:
         status = Run.Status.UNKNOWN
     elif exc.kind in (FailureKind.CONNECT_FAILED, FailureKind.UNAVAILABLE):
         status = Run.Status.UNREACHABLE
+    elif exc.kind == FailureKind.RATE_LIMITED:
+        status = Run.Status.RATE_LIMITED
     else:
         status = Run.Status.REJECTED
     if status == Run.Status.REJECTED:
@@ -184,3 +238,63 @@ def _finish(run: Run, status: str, **fields) -> None:
     else:
         run.log(status, run.error_message)
     logger.info("Run %s on %s: %s", run.pk, run.environment_id, status)
+
+
+# --- cancelling ---
+
+ACTIVE_COALESCE_STATES = ("", "waitingToRun", "initializing", "rendering", "running")
+
+
+def cancel_refusal(run: Run) -> str:
+    """Why this run cannot be cancelled now, in plain words ("" when it can)."""
+    if run.status != Run.Status.STARTED or run.run_counter is None:
+        return "Only a run that Coalesce accepted can be cancelled."
+    if run.coalesce_status not in ACTIVE_COALESCE_STATES:
+        return f"This run is {run.coalesce_status}; there is nothing left to cancel."
+    if not run.profile.organization_id:
+        return ("Cancelling needs the profile's Coalesce organisation ID. Ask an admin to add "
+                "it to the profile.")
+    if run.events.filter(kind="cancel_requested").exists():
+        return "Cancelling this run was already requested."
+    return ""
+
+
+def rerun_refusal(run: Run) -> str:
+    if run.coalesce_status != "failed" or run.run_counter is None:
+        shown = run.coalesce_status or run.get_status_display().lower()
+        return f"Only a failed run can be rerun from its point of failure; this one is {shown}."
+    return ""
+
+
+def cancel_run(run: Run, *, user, client_ip: str | None) -> str:
+    """Ask Coalesce to cancel `run`. Returns "" on success, else the reason in plain words.
+
+    The refusal check and the timeline entry happen under a row lock, so two clicks send
+    one cancellation.
+    """
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("profile").get(pk=run.pk)
+        refusal = cancel_refusal(run)
+        if refusal:
+            return refusal
+        run.log("cancel_requested", f"Cancel requested by {user.get_username()}.",
+                actor=user.get_username())
+        audit.record(audit.Action.RUN_CANCELLED, actor=user.get_username(), ip=client_ip,
+                     target=f"run {run.pk}", details=_audit_details(run))
+    profile = run.profile
+    try:
+        client = CoalesceClient(profile.base_url, profile.get_secret("api_token"))
+    except CredentialDecryptionError:
+        message = "The stored API token cannot be decrypted; nothing was sent."
+        run.log("cancel_failed", message)
+        return message
+    try:
+        client.cancel_run(run_id=run.run_counter, org_id=profile.organization_id,
+                          environment_id=profile.environment_id)
+    except CoalesceError as exc:
+        run.log("cancel_failed", f"Coalesce did not cancel the run: {exc.message}")
+        return exc.message
+    finally:
+        client.close()
+    run.log("cancel_accepted", "Coalesce accepted the cancellation; the status follows.")
+    return ""

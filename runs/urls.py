@@ -6,6 +6,12 @@ app_name = "runs"
 
 urlpatterns = [
     path("", views.run_list, name="list"),
+    path("history/charts/", views.run_charts, name="charts"),
+    path("history/export.csv", views.export_runs, name="export"),
     path("runs/new/", views.new_run, name="new"),
     path("runs/<int:pk>/", views.run_detail, name="detail"),
+    path("runs/<int:pk>/status/", views.run_status, name="status"),
+    path("runs/<int:pk>/results/refresh/", views.refresh_results, name="refresh_results"),
+    path("runs/<int:pk>/cancel/", views.cancel_run, name="cancel"),
+    path("runs/<int:pk>/rerun/", views.rerun_run, name="rerun"),
 ]

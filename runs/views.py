@@ -3,20 +3,24 @@ from __future__ import annotations
 import json
 import uuid
 
-from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
-from django_htmx.http import HttpResponseClientRedirect
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
-from runs.forms import RunForm
+from runs import follow, service, tasks
+from runs.coalesce import CoalesceClient
+from runs.forms import RerunForm, RunForm
+from runs.history import RunHistory, csv_chunks
+from runs.http import client_ip
 from runs.models import EnvironmentProfile, Run
+from runs.results import failed_first, results_from_json
 from runs.service import RunRequest, start_run
-
-HISTORY_PAGE_SIZE = 50
 
 
 def _get_profile_for_user(request: HttpRequest, pk) -> EnvironmentProfile:
@@ -39,49 +43,93 @@ def _get_run_for_user(request: HttpRequest, pk: int) -> Run:
     return get_object_or_404(_visible_runs(request.user), pk=pk)
 
 
-def client_ip(request: HttpRequest) -> str | None:
-    """The client's address, trusting only TRUSTED_PROXY_COUNT proxies' X-Forwarded-For."""
-    proxies = settings.TRUSTED_PROXY_COUNT
-    if proxies:
-        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        if len(forwarded) >= proxies and forwarded[-proxies]:
-            return forwarded[-proxies]
-    return request.META.get("REMOTE_ADDR") or None
+@login_required
+@require_GET
+def run_list(request: HttpRequest):
+    history = RunHistory(_visible_runs(request.user), request.GET)
+    if not history.is_valid():
+        return _invalid_filters(request, history, "runs/run_list.html#run-rows")
+    context = {"history": history, "page": history.page()}
+    template = "runs/run_list.html#run-rows" if request.htmx else "runs/run_list.html"
+    return render(request, template, context)
 
 
 @login_required
 @require_GET
-def run_list(request: HttpRequest):
-    runs = _visible_runs(request.user)[:HISTORY_PAGE_SIZE]
-    return render(request, "runs/run_list.html", {"runs": runs})
+def run_charts(request: HttpRequest):
+    """The history's charts: the fragment the history page loads, or (without
+    JavaScript) the history page with the charts rendered in place."""
+    history = RunHistory(_visible_runs(request.user), request.GET)
+    if not history.is_valid():
+        return _invalid_filters(request, history, "runs/run_list.html#history-charts")
+    context = {"history": history, "charts": history.charts()}
+    if request.htmx:
+        return render(request, "runs/run_list.html#history-charts", context)
+    return render(request, "runs/run_list.html", {**context, "page": history.page()})
+
+
+@login_required
+@require_GET
+def export_runs(request: HttpRequest):
+    history = RunHistory(_visible_runs(request.user), request.GET)
+    if not history.is_valid():
+        return _invalid_filters(request, history)
+    response = StreamingHttpResponse(csv_chunks(history.export_rows()),
+                                     content_type="text/csv; charset=utf-8")
+    filename = f"run-history-{timezone.localdate():%Y-%m-%d}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _invalid_filters(request: HttpRequest, history: RunHistory, fragment: str = ""):
+    """Bad filters: a 400 page that shows the form's errors. An htmx request gets its
+    fragment with the errors and a 200, because htmx 2 swaps only 2xx answers."""
+    if request.htmx and fragment:
+        return render(request, fragment, {"history": history})
+    return render(request, "runs/run_list.html", {"history": history}, status=400)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def new_run(request: HttpRequest):
+    if request.method == "POST" and request.POST.get("form_action"):
+        # A button that reshapes the form (defaults, add or remove a parameter row):
+        # re-render from what was posted, validate nothing, send nothing.
+        return _render_run_form(request, RunForm(user=request.user,
+                                                 initial=_initial(request, request.POST)))
     if request.method == "POST":
         return _submit_run(request)
-    return _render_run_form(request, RunForm(user=request.user, initial=_initial(request)))
+    return _render_run_form(request, RunForm(user=request.user,
+                                             initial=_initial(request, request.GET)))
 
 
-def _initial(request: HttpRequest) -> dict:
-    """Initial values for a GET: what the page sent back (an environment change, a row
-    added or removed) plus the chosen environment's defaults when asked for."""
-    query = request.GET
-    initial = {name: query.get(name, "") for name in (
-        "job_id", "include_selector", "exclude_selector", "parallelism", "confirm_name")}
-    initial["force"] = bool(query.get("force"))
-    initial["refresh_all"] = bool(query.get("refresh_all"))
-    initial["submit_token"] = _token_from(query.get("submit_token"))
-    if query.get("environment"):
-        profile = _get_profile_for_user(request, query["environment"])
+STATE_FIELDS = ("job_id", "include_selector", "exclude_selector", "parallelism", "confirm_name")
+
+
+def _initial(request: HttpRequest, state) -> dict:
+    """Initial values from the page's own state (POSTed by a reshaping button, or a
+    ?environment= link), with the environment's defaults filled in when it was just
+    chosen."""
+    initial = {name: state.get(name, "") for name in STATE_FIELDS}
+    initial["force"] = bool(state.get("force"))
+    initial["refresh_all"] = bool(state.get("refresh_all"))
+    initial["submit_token"] = _token_from(state.get("submit_token"))
+    if state.get("environment"):
+        profile = _get_profile_for_user(request, state["environment"])
         initial["environment"] = profile.pk
-        if query.get("defaults") or not query.get("parallelism"):
+        if state.get("form_action") == "defaults" or "parallelism" not in state:
             initial["job_id"] = profile.default_job_id
             initial["parallelism"] = profile.default_parallelism
-    if not initial["parallelism"]:
-        initial["parallelism"] = 16
+    initial["parallelism"] = initial["parallelism"] or 16
     return initial
+
+
+def _is_uuid(value: str | None) -> bool:
+    try:
+        uuid.UUID(value or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _token_from(value: str | None) -> uuid.UUID:
@@ -94,15 +142,17 @@ def _token_from(value: str | None) -> uuid.UUID:
 
 def _parameter_rows(request: HttpRequest, form: RunForm) -> list[tuple[str, str]]:
     if form.is_bound:
-        rows = form.parameter_rows()
-    else:
-        names, values = request.GET.getlist("param_name"), request.GET.getlist("param_value")
-        rows = list(zip(names, values + [""] * (len(names) - len(values)), strict=False))
-        removed = request.GET.get("remove_param")
-        if removed and removed.isdigit() and int(removed) < len(rows):
-            del rows[int(removed)]
-        if request.GET.get("add_param"):
-            rows.append(("", ""))
+        return form.parameter_rows() or [("", "")]
+    state = request.POST if request.method == "POST" else request.GET
+    names, values = state.getlist("param_name"), state.getlist("param_value")
+    rows = list(zip(names, values + [""] * (len(names) - len(values)), strict=False))
+    action = state.get("form_action", "")
+    if action.startswith("remove_param:") and action[13:].isdigit():
+        index = int(action[13:])
+        if index < len(rows):
+            del rows[index]
+    if action == "add_param":
+        rows.append(("", ""))
     return rows or [("", "")]
 
 
@@ -117,28 +167,38 @@ def _submit_run(request: HttpRequest):
         _get_profile_for_user(request, request.POST["environment"])  # 404 before anything
     if request.POST.get("force") and not request.user.has_perm("runs.force_run"):
         raise PermissionDenied("You may not force a refresh.")
-    form = RunForm(request.POST, user=request.user)
+    data = request.POST.copy()
+    token_missing = not _is_uuid(data.get("submit_token"))
+    if token_missing:
+        data["submit_token"] = str(uuid.uuid4())  # so the next press can succeed
+    form = RunForm(data, user=request.user)
+    if token_missing:
+        form.is_valid()
+        form.add_error(None, "This page was out of date, so nothing was started. Check the "
+                       "values and press Start run again.")
+        return _render_run_form(request, form)
     if not form.is_valid():
         # 200, not 400: htmx 2 swaps only 2xx answers, and the form must come back.
         return _render_run_form(request, form)
-    data = form.cleaned_data
+    cleaned = form.cleaned_data
     run, created = start_run(
         RunRequest(
-            profile=data["environment"],
-            job_id=data["job_id"],
-            include_selector=data["include_selector"],
-            exclude_selector=data["exclude_selector"],
-            parallelism=data["parallelism"],
-            force=data.get("force", False),
-            parameters=data["parameters"],
+            profile=cleaned["environment"],
+            job_id=cleaned["job_id"],
+            include_selector=cleaned["include_selector"],
+            exclude_selector=cleaned["exclude_selector"],
+            parallelism=cleaned["parallelism"],
+            force=cleaned.get("force", False),
+            parameters=cleaned["parameters"],
         ),
         user=request.user,
         client_ip=client_ip(request),
-        submit_token=data["submit_token"],
+        submit_token=cleaned["submit_token"],
     )
     if not created:
         messages.info(request, "This form was already submitted; here is the run it started.")
     else:
+        tasks.ensure_sweeping()
         for warning in form.warnings():
             messages.warning(request, warning)
     url = run.get_absolute_url()
@@ -149,6 +209,98 @@ def _submit_run(request: HttpRequest):
 @require_GET
 def run_detail(request: HttpRequest, pk: int):
     run = _get_run_for_user(request, pk)
-    context = {"run": run, "events": run.events.all(),
+    if _is_live(run):
+        tasks.ensure_sweeping()  # restarts the follow chain if a worker lost it
+    context = {**_live_context(request, run), "events": run.events.all(),
                "request_json": json.dumps(run.request_body, indent=2, sort_keys=True)}
     return render(request, "runs/run_detail.html", context)
+
+
+@login_required
+@require_GET
+def run_status(request: HttpRequest, pk: int):
+    """The run page's live part, polled by htmx while the run moves; 286 stops it."""
+    run = _get_run_for_user(request, pk)
+    html = render_to_string("runs/run_detail.html#run-live", _live_context(request, run),
+                            request=request)
+    return HttpResponse(html) if _is_live(run) else HttpResponseStopPolling(html)
+
+
+def _is_live(run: Run) -> bool:
+    return follow.active_runs().filter(pk=run.pk).exists()
+
+
+def _live_context(request: HttpRequest, run: Run) -> dict:
+    user = request.user
+    return {
+        "run": run,
+        "live": _is_live(run),
+        "nodes": failed_first(results_from_json(run.results)),
+        "may_cancel": user.has_perm("runs.cancel_run") and not service.cancel_refusal(run),
+        "may_rerun": run.profile.user_may_run(user) and not service.rerun_refusal(run),
+        "reruns": run.reruns.order_by("pk"),
+    }
+
+
+@login_required
+@require_POST
+def refresh_results(request: HttpRequest, pk: int):
+    """Fetch the node results now (while a run is going, or when the sweep's fetch failed)."""
+    run = _get_run_for_user(request, pk)
+    if run.run_counter is None:
+        messages.error(request, "This run has no runCounter, so Coalesce has no results for it.")
+    else:
+        client = CoalesceClient(run.profile.base_url, run.profile.get_secret("api_token"),
+                                rate_limit_retries=0)
+        try:
+            follow.fetch_results(client, run)
+        finally:
+            client.close()
+    return redirect(run)
+
+
+@login_required
+@permission_required("runs.cancel_run", raise_exception=True)
+@require_http_methods(["GET", "POST"])
+def cancel_run(request: HttpRequest, pk: int):
+    run = _get_run_for_user(request, pk)
+    refusal = service.cancel_refusal(run)
+    if refusal:
+        messages.error(request, refusal)
+        return redirect(run)
+    if request.method == "GET":
+        return render(request, "runs/cancel_run.html", {"run": run})
+    problem = service.cancel_run(run, user=request.user, client_ip=client_ip(request))
+    if problem:
+        messages.error(request, problem)
+    else:
+        messages.success(request, f"Coalesce is cancelling run {run.run_counter}.")
+    return redirect(run)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rerun_run(request: HttpRequest, pk: int):
+    run = _get_run_for_user(request, pk)
+    if not run.profile.user_may_run(request.user):
+        raise Http404("No such run.")
+    refusal = service.rerun_refusal(run)
+    if refusal:
+        messages.error(request, refusal)
+        return redirect(run)
+    if request.method == "POST" and not request.POST.get("form_action"):
+        form = RerunForm(request.POST)
+        if form.is_valid():
+            rerun, created = service.start_rerun(
+                run, parameters=form.cleaned_data["parameters"], user=request.user,
+                client_ip=client_ip(request), submit_token=form.cleaned_data["submit_token"])
+            if not created:
+                messages.info(request, "This form was already submitted; here is its rerun.")
+            tasks.ensure_sweeping()
+            return redirect(rerun)
+    else:
+        form = RerunForm(initial={"submit_token": _token_from(request.POST.get("submit_token"))})
+    rows = _parameter_rows(request, form) if request.method == "POST" else (
+        list(run.parameters.items()) or [("", "")])
+    return render(request, "runs/rerun_run.html",
+                  {"run": run, "form": form, "parameter_rows": rows})

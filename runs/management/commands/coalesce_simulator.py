@@ -6,7 +6,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.simulator import MODES, make_server
+from runs.simulator import DEFAULT_RUN_SECONDS, MODES, make_server
 
 TOKEN_ENV = "COALESCE_SIMULATOR_TOKEN"
 DEFAULT_TOKEN = "sim-token"
@@ -27,10 +27,13 @@ def parse_misbehaviours(items: list[str]) -> dict[str, str]:
 
 class Command(BaseCommand):
     help = (
-        "Serve a local fake of the Coalesce API (startRun, runStatus, list runs) for `make run` "
+        "Serve a local fake of the Coalesce API (startRun, rerun, cancelRun, runStatus, runs, run "
+        "details and results) for `make run` "
         "and end-to-end tests. Requests need 'Authorization: Bearer <token>'; the token is "
         f"--token, else ${TOKEN_ENV}, else '{DEFAULT_TOKEN}'. --misbehave ENV_ID=MODE makes one "
-        f"environment fail ({', '.join(MODES)}); IDs 'fail-<mode>' fail that way unasked."
+        f"environment fail ({', '.join(MODES)}); IDs 'fail-<mode>' fail that way unasked. "
+        "Runs take --run-seconds to finish; environment or job IDs ending in '-fails' (or job "
+        "13) fail two nodes. See runs/simulator.py for every endpoint and /_sim/ control."
     )
     # The simulator does not depend on the project's models or URLs, so it starts even while
     # they are broken: that is when a newcomer most needs it.
@@ -42,15 +45,24 @@ class Command(BaseCommand):
         parser.add_argument("--token", default=None)
         parser.add_argument("--misbehave", action="append", default=[], metavar="ENV_ID=MODE")
         parser.add_argument("--hang-seconds", type=float, default=60.0)
+        parser.add_argument(
+            "--run-seconds",
+            type=float,
+            default=DEFAULT_RUN_SECONDS,
+            help="how long a run takes from start to its final state (default %(default)s)",
+        )
 
     def handle(self, *args, **options) -> None:
         token = options["token"] or os.environ.get(TOKEN_ENV) or DEFAULT_TOKEN
+        if not options["run_seconds"] >= 0:
+            raise CommandError("--run-seconds must be a number >= 0")
         server = make_server(
             options["host"],
             options["port"],
             token=token,
             behaviours=parse_misbehaviours(options["misbehave"]),
             hang_seconds=options["hang_seconds"],
+            run_seconds=options["run_seconds"],
         )
         # A local fake token, so printing it is fine and saves a newcomer a lookup.
         self.stdout.write(

@@ -1,0 +1,173 @@
+"""The history's CSV export (runs:export): columns, escaping, formula neutralising, filters,
+permissions and keyset batches.
+
+People: alice (analyst, may run Production), admin (superuser); Staging is admin-only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from runs import history
+from runs.models import EnvironmentProfile, Run
+
+URL = reverse("runs:export")
+T0 = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
+
+
+def make_run(profile, user, **fields) -> Run:
+    values = {"submit_token": uuid.uuid4(), "profile": profile, "created_by": user,
+              "environment_id": profile.environment_id, "parallelism": 8, "request_body": {},
+              "status": Run.Status.STARTED, "created_at": T0, **fields}
+    return Run.objects.create(**values)
+
+
+@pytest.fixture
+def staging(db) -> EnvironmentProfile:
+    return EnvironmentProfile.objects.create(
+        name="Staging", base_url="https://app.coalescesoftware.io", environment_id="43")
+
+
+def download(client, params=None) -> tuple[object, list[dict[str, str]]]:
+    response = client.get(URL, params or {})
+    assert response.status_code == 200
+    text = b"".join(response.streaming_content).decode("utf-8")
+    return response, list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_it_streams_every_column_as_csv(alice_client, alice, profile):
+    run = make_run(profile, alice, job_id="7", parallelism=12, force=True, run_counter=4321,
+                   run_link="https://app.coalescesoftware.io/runs/4321",
+                   coalesce_status="completed", coalesce_started_at=T0 + timedelta(seconds=5),
+                   coalesce_ended_at=T0 + timedelta(minutes=4, seconds=17),
+                   error_message="Nothing wrong")
+    response, rows = download(alice_client)
+    assert response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    today = timezone.localdate().isoformat()
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="run-history-{today}.csv"')
+    assert rows == [{
+        "run_id": str(run.pk), "started_at": "2024-05-10T12:00:00+00:00",
+        "started_by": "alice", "environment": "Production", "job_id": "7",
+        "include_selector": "", "exclude_selector": "", "parallelism": "12", "force": "yes",
+        "run_counter": "4321", "run_link": "https://app.coalescesoftware.io/runs/4321",
+        "status": "started", "coalesce_status": "completed",
+        "coalesce_started_at": "2024-05-10T12:00:05+00:00",
+        "coalesce_ended_at": "2024-05-10T12:04:17+00:00", "duration_seconds": "252.0",
+        "error": "Nothing wrong",
+    }]
+
+
+def test_it_writes_only_a_header_when_nothing_matches(alice_client, profile):
+    response = alice_client.get(URL)
+    text = b"".join(response.streaming_content).decode()
+    assert text == ",".join(history.CSV_HEADER) + "\r\n"
+
+
+def test_it_escapes_commas_quotes_and_newlines(alice_client, alice, profile):
+    message = 'Bad value "x", then\nline two\r\nand, more'
+    make_run(profile, alice, include_selector='{ name: "a,b" }', error_message=message)
+    response = alice_client.get(URL)
+    raw = b"".join(response.streaming_content).decode()
+    assert '"Bad value ""x"", then\nline two\r\nand, more"' in raw
+    _, rows = download(alice_client)
+    assert rows[0]["error"] == message
+    assert rows[0]["include_selector"] == '{ name: "a,b" }'
+
+
+def test_it_writes_utf8(alice_client, alice, profile):
+    make_run(profile, alice, error_message="Übergröße ✓ 日本")
+    _, rows = download(alice_client)
+    assert rows[0]["error"] == "Übergröße ✓ 日本"
+
+
+@pytest.mark.parametrize("value", ["=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)",
+                                   "\t=1", "\r=1"])
+def test_it_neutralises_formulas(alice_client, alice, profile, value):
+    make_run(profile, alice, job_id=value[:60], include_selector=value, error_message=value)
+    _, rows = download(alice_client)
+    assert rows[0]["job_id"] == "'" + value[:60]
+    assert rows[0]["include_selector"] == "'" + value
+    assert rows[0]["error"] == "'" + value
+
+
+def test_it_neutralises_formulas_in_user_names(client, admin_user, profile):
+    admin_user.username = "=cmd|' /C calc'!A0"
+    admin_user.save()
+    client.force_login(admin_user)
+    make_run(profile, admin_user)
+    _, rows = download(client)
+    assert rows[0]["started_by"] == "'=cmd|' /C calc'!A0"
+
+
+def test_it_leaves_harmless_text_alone(alice_client, alice, profile):
+    make_run(profile, alice, error_message="a = b + c - d @ e")
+    _, rows = download(alice_client)
+    assert rows[0]["error"] == "a = b + c - d @ e"
+
+
+def test_it_applies_the_filters(client, admin_user, alice, profile, staging):
+    client.force_login(admin_user)
+    make_run(profile, alice)
+    wanted = make_run(staging, admin_user, status=Run.Status.REJECTED, force=True)
+    make_run(staging, admin_user, status=Run.Status.REJECTED)
+    _, rows = download(client, {"environment": staging.pk, "status": "rejected", "force": "1"})
+    assert [row["run_id"] for row in rows] == [str(wanted.pk)]
+
+
+def test_it_exports_only_what_the_analyst_may_see(alice_client, alice, admin_user, profile,
+                                                  staging):
+    mine = make_run(profile, alice)
+    make_run(staging, admin_user)
+    _, rows = download(alice_client)
+    assert [row["run_id"] for row in rows] == [str(mine.pk)]
+
+
+def test_it_exports_every_run_once_across_batches_with_ties(alice_client, alice, profile,
+                                                             monkeypatch):
+    monkeypatch.setattr(history, "EXPORT_BATCH_SIZE", 4)
+    # 11 runs share a timestamp, so batch boundaries fall inside the tie.
+    runs = [make_run(profile, alice, created_at=T0 + timedelta(seconds=1))]
+    runs += [make_run(profile, alice) for _ in range(11)]
+    runs += [make_run(profile, alice, created_at=T0 - timedelta(seconds=1))]
+    with CaptureQueriesContext(connection) as queries:
+        _, rows = download(alice_client)
+    expected = [runs[0].pk, *sorted((r.pk for r in runs[1:12]), reverse=True), runs[12].pk]
+    assert [int(row["run_id"]) for row in rows] == expected
+    # 13 rows in batches of 4: 4 queries for the rows, each a LIMIT query.
+    run_queries = [q["sql"] for q in queries if 'FROM "runs_run"' in q["sql"]
+                   and "EXISTS" not in q["sql"]]
+    assert len(run_queries) == 4
+    assert all("LIMIT 4" in sql for sql in run_queries)
+
+
+def test_it_answers_400_for_bad_filters(alice_client, profile):
+    response = alice_client.get(URL, {"date_from": "2024-02-30"})
+    assert response.status_code == 400
+    assert "Enter a valid date." in response.content.decode()
+
+
+def test_it_redirects_anonymous_users_to_login(client):
+    response = client.get(URL)
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))
+
+
+def test_it_rejects_post(alice_client):
+    assert alice_client.post(URL).status_code == 405
+
+
+def test_it_is_linked_from_the_history_with_the_same_filters(alice_client, alice, profile):
+    make_run(profile, alice)
+    html = alice_client.get(reverse("runs:list"), {"status": "started"}).content.decode()
+    assert 'href="/history/export.csv?status=started">Export CSV</a>' in html

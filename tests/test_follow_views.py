@@ -1,0 +1,231 @@
+"""The run page while a run moves: live status, node results, cancel and rerun."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import responses
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+from responses import matchers
+
+from runs.models import AuditEntry, Run
+
+pytestmark = pytest.mark.django_db
+
+BASE = "https://app.coalescesoftware.io"
+
+
+def _run(profile, user, *, counter=31, coalesce_status="running", **fields) -> Run:
+    return Run.objects.create(submit_token=uuid.uuid4(), profile=profile, created_by=user,
+                              environment_id=profile.environment_id, parallelism=8,
+                              request_body={}, status=Run.Status.STARTED, run_counter=counter,
+                              coalesce_status=coalesce_status, job_id="7", **fields)
+
+
+def _may(user, codename):
+    user.user_permissions.add(Permission.objects.get(codename=codename))
+
+
+FAILED_RESULTS = [
+    {"node_id": "a", "name": "STG_OK", "status": "completed", "stages": [], "error": "",
+     "failed_sql": "", "duration_seconds": 1.5, "rows_inserted": 10, "rows_updated": 0,
+     "rows_deleted": 0, "has_test_failures": False},
+    {"node_id": "b", "name": "FCT_BROKEN", "status": "failed", "stages": [],
+     "error": "invalid identifier 'AMOUNT'", "failed_sql": "select amount from x",
+     "duration_seconds": 0.4, "rows_inserted": None, "rows_updated": None,
+     "rows_deleted": None, "has_test_failures": False},
+]
+
+
+# --- live status ---
+
+
+def test_the_page_polls_while_the_run_moves(alice_client, alice, profile):
+    run = _run(profile, alice)
+    page = alice_client.get(run.get_absolute_url()).content.decode()
+    assert f'hx-get="{reverse("runs:status", args=[run.pk])}"' in page
+    assert 'hx-trigger="every 3s"' in page
+
+
+def test_the_status_fragment_keeps_polling_while_active(alice_client, alice, profile):
+    run = _run(profile, alice)
+    response = alice_client.get(reverse("runs:status", args=[run.pk]),
+                                headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.lstrip().startswith('<div id="run-live"') and "<html" not in body
+    assert "running" in body
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "canceled"])
+def test_polling_stops_once_the_run_is_terminal(alice_client, alice, profile, status):
+    run = _run(profile, alice, coalesce_status=status)
+    response = alice_client.get(reverse("runs:status", args=[run.pk]))
+    assert response.status_code == 286  # htmx stops polling
+    assert status in response.content.decode()
+    assert "hx-trigger" not in response.content.decode()
+
+
+def test_the_status_of_another_teams_run_is_404(client, bob, alice, profile):
+    run = _run(profile, alice)
+    client.force_login(bob)
+    assert client.get(reverse("runs:status", args=[run.pk])).status_code == 404
+
+
+def test_anonymous_users_are_sent_to_log_in(client, alice, profile):
+    run = _run(profile, alice)
+    response = client.get(reverse("runs:status", args=[run.pk]))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+# --- node results ---
+
+
+def test_failed_nodes_come_first_with_their_sql_on_demand(alice_client, alice, profile):
+    run = _run(profile, alice, coalesce_status="failed", results=FAILED_RESULTS)
+    page = alice_client.get(run.get_absolute_url()).content.decode()
+    assert page.index("FCT_BROKEN") < page.index("STG_OK")
+    assert "invalid identifier &#x27;AMOUNT&#x27;" in page
+    assert "<summary>Failing SQL</summary><pre>select amount from x</pre>" in page
+
+
+def test_odd_stored_results_are_shown_not_crashed_on(alice_client, alice, profile):
+    run = _run(profile, alice, coalesce_status="completed",
+               results=[{"name": "X", "status": "someNewState"}, "junk", {}])
+    page = alice_client.get(run.get_absolute_url()).content.decode()
+    assert "someNewState" in page
+
+
+@responses.activate
+def test_results_can_be_fetched_on_demand(alice_client, alice, profile):
+    run = _run(profile, alice)
+    responses.get(f"{BASE}/api/v1/runs/31/results", json={"data": [
+        {"nodeID": "n", "name": "STG_LIVE", "isRunning": True, "queryResults": []}]})
+    response = alice_client.post(reverse("runs:refresh_results", args=[run.pk]), follow=True)
+    assert "STG_LIVE" in response.content.decode()
+    run.refresh_from_db()
+    assert run.results[0]["name"] == "STG_LIVE"
+
+
+# --- cancel ---
+
+
+def test_cancel_needs_its_own_permission(alice_client, alice, profile):
+    run = _run(profile, alice)
+    assert alice_client.get(reverse("runs:cancel", args=[run.pk])).status_code == 403
+    assert alice_client.post(reverse("runs:cancel", args=[run.pk])).status_code == 403
+    assert "Cancel run" not in alice_client.get(run.get_absolute_url()).content.decode()
+
+
+def test_cancel_asks_for_confirmation_showing_what_stops(alice_client, alice, profile):
+    _may(alice, "cancel_run")
+    profile.organization_id = "org-1"
+    profile.save()
+    run = _run(profile, alice)
+    page = alice_client.get(reverse("runs:cancel", args=[run.pk])).content.decode()
+    assert f"Cancel run {run.pk}?" in page
+    assert "Job 7" in page and "Production" in page and "Cancel run 31</button>" in page
+
+
+@responses.activate
+def test_it_cancels_and_records_who(alice_client, alice, profile):
+    _may(alice, "cancel_run")
+    profile.organization_id = "org-1"
+    profile.save()
+    run = _run(profile, alice)
+    responses.post(f"{BASE}/scheduler/cancelRun", status=204, match=[
+        matchers.json_params_matcher({"runID": 31, "orgID": "org-1", "environmentID": "42"})])
+    response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
+    assert "Coalesce is cancelling run 31." in response.content.decode()
+    assert run.events.filter(kind="cancel_requested", actor="alice").exists()
+    assert AuditEntry.objects.filter(action="run_cancelled", actor="alice").exists()
+    # A second click sends nothing more.
+    response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
+    assert "already requested" in response.content.decode()
+    assert len(responses.calls) == 1
+
+
+@pytest.mark.parametrize(("status", "org", "message"), [
+    ("completed", "org-1", "This run is completed; there is nothing left to cancel."),
+    ("running", "", "needs the profile&#x27;s Coalesce organisation ID"),
+])
+def test_cancel_is_refused_when_the_state_does_not_allow_it(alice_client, alice, profile,
+                                                            status, org, message):
+    _may(alice, "cancel_run")
+    profile.organization_id = org
+    profile.save()
+    run = _run(profile, alice, coalesce_status=status)
+    with responses.RequestsMock():  # nothing may be sent
+        response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
+    assert message in response.content.decode()
+
+
+@responses.activate
+def test_a_refused_cancel_shows_coalesces_reason(alice_client, alice, profile):
+    _may(alice, "cancel_run")
+    profile.organization_id = "org-1"
+    profile.save()
+    run = _run(profile, alice)
+    responses.post(f"{BASE}/scheduler/cancelRun", status=400,
+                   json={"error": {"errorString": "Run is not running"}})
+    response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
+    assert "Run is not running" in response.content.decode()
+    assert run.events.filter(kind="cancel_failed").exists()
+
+
+# --- rerun ---
+
+
+def test_rerun_is_refused_for_a_run_that_did_not_fail(alice_client, alice, profile):
+    run = _run(profile, alice, coalesce_status="completed")
+    with responses.RequestsMock():
+        response = alice_client.post(reverse("runs:rerun", args=[run.pk]), follow=True)
+    assert "Only a failed run can be rerun" in response.content.decode()
+    assert Run.objects.count() == 1
+
+
+def test_rerun_of_another_teams_run_is_404(client, bob, alice, profile):
+    run = _run(profile, alice, coalesce_status="failed")
+    client.force_login(bob)
+    assert client.post(reverse("runs:rerun", args=[run.pk])).status_code == 404
+
+
+@responses.activate
+def test_it_reruns_the_failed_nodes_as_a_linked_run(alice_client, alice, profile):
+    run = _run(profile, alice, coalesce_status="failed", parameters={"REGION": "emea"})
+    responses.post(f"{BASE}/scheduler/rerun", json={"runCounter": 32}, match=[
+        matchers.json_params_matcher({
+            "runDetails": {"runID": "31"},
+            "userCredentials": {"snowflakeAuthType": "OAuth"},
+            "parameters": {"REGION": "apac"},
+        }),
+        matchers.header_matcher({"Authorization": "Bearer tok-production-0123456789"}),
+    ])
+    form = alice_client.get(reverse("runs:rerun", args=[run.pk])).content.decode()
+    assert 'name="param_name" value="REGION"' in form  # prefilled from the original
+    token = str(uuid.uuid4())
+    data = {"submit_token": token, "param_name": "REGION", "param_value": "apac"}
+    response = alice_client.post(reverse("runs:rerun", args=[run.pk]), data, follow=True)
+    rerun = Run.objects.get(rerun_of=run)
+    assert (rerun.run_counter, rerun.status) == (32, Run.Status.STARTED)
+    page = response.content.decode()
+    assert f"Rerun of <a href=\"{run.get_absolute_url()}\">run {run.pk}</a>" in page
+    original = alice_client.get(run.get_absolute_url()).content.decode()
+    assert f"Rerun as <a href=\"{rerun.get_absolute_url()}\">run {rerun.pk}</a>" in original
+    assert rerun.request_body["userCredentials"] == {"snowflakeAuthType": "OAuth"}
+    assert AuditEntry.objects.filter(action="run_rerun", details__rerun_of=run.pk).exists()
+    # The same form posted again starts nothing new.
+    alice_client.post(reverse("runs:rerun", args=[run.pk]), data)
+    assert Run.objects.filter(rerun_of=run).count() == 1 and len(responses.calls) == 1
+
+
+def test_rerun_parameters_are_checked(alice_client, alice, profile):
+    run = _run(profile, alice, coalesce_status="failed")
+    data = {"submit_token": str(uuid.uuid4()), "param_name": ["A", "A"],
+            "param_value": ["1", "2"]}
+    with responses.RequestsMock():
+        page = alice_client.post(reverse("runs:rerun", args=[run.pk]), data).content.decode()
+    assert "parameter names must be unique" in page
+    assert not Run.objects.filter(rerun_of=run).exists()

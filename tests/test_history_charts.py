@@ -1,0 +1,254 @@
+"""The history's charts (runs:charts): runs per day by outcome per environment as inline
+SVG, their numbers as tables, and the success rate and median duration.
+
+A small known data set on Production (alice's) and Staging (admin-only), 1-3 May 2024.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.template.loader import render_to_string
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from runs import history
+from runs.models import EnvironmentProfile, Run
+
+URL = reverse("runs:charts")
+RANGE = {"date_from": "2024-05-01", "date_to": "2024-05-03"}
+HTMX = {"HX-Request": "true"}
+
+
+def at(day: int, hour: int) -> datetime:
+    return datetime(2024, 5, day, hour, tzinfo=UTC) if day else datetime(2024, 4, 30, hour,
+                                                                         tzinfo=UTC)
+
+
+def make_run(profile, user, created_at, **fields) -> Run:
+    values = {"submit_token": uuid.uuid4(), "profile": profile, "created_by": user,
+              "environment_id": profile.environment_id, "parallelism": 8, "request_body": {},
+              "status": Run.Status.STARTED, "created_at": created_at, **fields}
+    return Run.objects.create(**values)
+
+
+def completed(created_at: datetime, seconds: int) -> dict:
+    return {"coalesce_status": "completed", "coalesce_started_at": created_at,
+            "coalesce_ended_at": created_at + timedelta(seconds=seconds)}
+
+
+@pytest.fixture
+def staging(db) -> EnvironmentProfile:
+    return EnvironmentProfile.objects.create(
+        name="Staging", base_url="https://app.coalescesoftware.io", environment_id="43")
+
+
+@pytest.fixture
+def known(alice, admin_user, profile, staging) -> None:
+    make_run(profile, alice, at(1, 10), **completed(at(1, 10), 60))
+    make_run(profile, alice, at(1, 11), **completed(at(1, 11), 180))
+    make_run(profile, alice, at(1, 12), status=Run.Status.REJECTED)
+    make_run(profile, alice, at(2, 9), coalesce_status="failed", coalesce_started_at=at(2, 9),
+             coalesce_ended_at=at(2, 9) + timedelta(seconds=30))  # not in the median
+    make_run(profile, alice, at(2, 10), status=Run.Status.UNKNOWN)
+    make_run(profile, alice, at(0, 23), **completed(at(0, 23), 999))  # before the range
+    make_run(staging, admin_user, at(3, 8), coalesce_status="running")
+
+
+def charts_html(client, params=RANGE) -> str:
+    response = client.get(URL, params, headers=HTMX)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def table_rows(html: str, caption_start: str) -> list[list[str]]:
+    """The cells of the table whose caption or summary starts with `caption_start`."""
+    table = re.search(rf"{re.escape(caption_start)}.*?<tbody>(.*?)</tbody>", html, re.S).group(1)
+    return [[re.sub(r"<[^>]+>", "", cell).strip() for cell in
+             re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
+
+
+def test_it_summarises_each_environment(alice_client, known):
+    html = charts_html(alice_client)
+    assert "Runs per day, 2024-05-01 to 2024-05-03" in html
+    # Runs, succeeded or started, failed or rejected, unknown or other, rate, median.
+    assert table_rows(html, "<caption>Per environment") == [
+        ["Production", "5", "2", "2", "1", "40%", "2 min 00 s"]]
+
+
+def test_it_gives_each_chart_s_numbers_as_a_table(alice_client, known):
+    html = charts_html(alice_client)
+    assert "<summary>Runs per day on Production as a table</summary>" in html
+    assert table_rows(html, "<summary>Runs per day on Production") == [
+        ["2024-05-01", "2", "1", "0", "3"],
+        ["2024-05-02", "0", "1", "1", "2"],
+        ["2024-05-03", "0", "0", "0", "0"],
+    ]
+
+
+def test_it_draws_stacked_bars_to_scale(alice_client, known):
+    html = charts_html(alice_client)
+    svg = re.search(r'<svg class="run-chart-svg".*?</svg>', html, re.S).group(0)
+    # 3 days over 588 units: slots of 196, bars 80% wide; the tallest day (3 runs) fills
+    # the 134-unit plot, so 2 runs are 89.33 high.
+    assert ('<rect class="chart-segment" x="63.6" y="54.67" width="156.8" height="89.33" '
+            'fill="url(#chart-fill-ok)"/>') in svg
+    assert ('<rect class="chart-segment" x="63.6" y="10.0" width="156.8" height="44.67" '
+            'fill="url(#chart-fill-failed)"/>') in svg
+    assert 'x="259.6" y="99.33" width="156.8" height="44.67" fill="url(#chart-fill-failed)"' in svg
+    assert 'x="259.6" y="54.67" width="156.8" height="44.67" fill="url(#chart-fill-other)"' in svg
+    assert svg.count("<rect") == 4  # no rectangle for the empty day
+    assert "<title>2024-05-01: 3 runs (2 succeeded or started, 1 failed or rejected, 0 unknown" \
+        " or other)</title>" in svg
+    assert 'dominant-baseline="hanging">3</text>' in svg  # the y axis's maximum
+
+
+def test_it_is_readable_without_colour(alice_client, known):
+    html = charts_html(alice_client)
+    svg = re.search(r'<svg class="run-chart-svg".*?</svg>', html, re.S).group(0)
+    assert 'role="img"' in svg
+    labelledby = re.search(r'aria-labelledby="([^"]+)"', svg).group(1).split()
+    for element_id in labelledby:
+        assert f'id="{element_id}"' in svg
+    assert "<title id=" in svg and "<desc id=" in svg
+    assert ("5 runs on Production from 2024-05-01 to 2024-05-03: 2 succeeded or started, "
+            "2 failed or rejected, 1 unknown or other. Success rate 40%; median duration of "
+            "completed runs 2 min 00 s.") in svg
+    # Each outcome has its own pattern (not only a colour) and a text label in the legend.
+    assert '<pattern id="chart-fill-failed"' in html and "rotate(45)" in html
+    assert "<circle" in re.search(r'<pattern id="chart-fill-other".*?</pattern>', html,
+                                  re.S).group(0)
+    legend = re.search(r'<ul class="chart-legend".*?</ul>', html, re.S).group(0)
+    for label in ("Succeeded or started", "Failed or rejected", "Unknown or other"):
+        assert label in legend
+    assert legend.count('fill="url(#chart-fill-') == 3
+    assert "2024-05-01" in html and "May 1" in svg and "May 3" in svg
+
+
+def test_it_charts_only_what_the_analyst_may_see(alice_client, known):
+    assert "Staging" not in charts_html(alice_client)
+
+
+def test_it_charts_every_environment_for_a_superuser(admin_client, known):
+    rows = table_rows(charts_html(admin_client), "<caption>Per environment")
+    assert rows == [["Production", "5", "2", "2", "1", "40%", "2 min 00 s"],
+                    ["Staging", "1", "1", "0", "0", "100%", "—"]]
+
+
+def test_it_applies_the_other_filters(admin_client, known, profile):
+    html = charts_html(admin_client, {**RANGE, "status": "started"})
+    assert table_rows(html, "<caption>Per environment") == [
+        ["Production", "3", "2", "1", "0", "67%", "2 min 00 s"],
+        ["Staging", "1", "1", "0", "0", "100%", "—"]]
+    html = charts_html(admin_client, {**RANGE, "environment": profile.pk})
+    assert "Staging" not in html
+
+
+def test_it_aggregates_in_the_database(alice_client, known):
+    with CaptureQueriesContext(connection) as queries:
+        charts_html(alice_client)
+    grouped = [q["sql"] for q in queries if "GROUP BY" in q["sql"]]
+    assert len(grouped) == 1
+    assert "COUNT(" in grouped[0]
+
+
+def test_it_defaults_to_the_last_30_days(alice_client, alice, profile):
+    today = timezone.localdate()
+    noon = timezone.make_aware(datetime.combine(today, datetime.min.time())) + timedelta(hours=12)
+    make_run(profile, alice, noon)
+    make_run(profile, alice, noon - timedelta(days=29))
+    make_run(profile, alice, noon - timedelta(days=30))  # one day too old
+    html = charts_html(alice_client, {})
+    start = today - timedelta(days=29)
+    assert f"Runs per day, {start:%Y-%m-%d} to {today:%Y-%m-%d}" in html
+    assert table_rows(html, "<caption>Per environment")[0][:2] == ["Production", "2"]
+    assert len(table_rows(html, "<summary>Runs per day on Production")) == 30
+
+
+def test_it_caps_a_long_range_to_its_last_92_days(alice_client, alice, profile):
+    make_run(profile, alice, datetime(2024, 1, 1, 12, tzinfo=UTC))
+    make_run(profile, alice, datetime(2024, 12, 31, 12, tzinfo=UTC))
+    html = charts_html(alice_client, {"date_from": "2024-01-01", "date_to": "2024-12-31"})
+    assert "Runs per day, 2024-10-01 to 2024-12-31" in html
+    assert "the last 92 days of the selected range" in html
+    assert table_rows(html, "<caption>Per environment")[0][:2] == ["Production", "1"]
+
+
+def test_it_says_when_there_are_no_runs(alice_client, profile):
+    assert "No runs in this range." in charts_html(alice_client, RANGE)
+
+
+def test_it_is_loaded_by_the_history_page_and_linked_without_javascript(alice_client, known):
+    html = alice_client.get(reverse("runs:list"), RANGE).content.decode()
+    section = re.search(r'<section id="history-charts"[^>]*>', html).group(0)
+    assert 'hx-get="/history/charts/"' in section
+    assert 'hx-include="#history-filters"' in section
+    assert 'hx-trigger="load, change from:#history-filters' in section
+    assert 'href="/history/charts/?date_from=2024-05-01&amp;date_to=2024-05-03"' in html
+
+
+def test_it_renders_the_history_page_with_the_charts_without_htmx(alice_client, known):
+    response = alice_client.get(URL, RANGE)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<h1>Run history</h1>" in html
+    assert '<svg class="run-chart-svg"' in html
+    assert 'id="run-rows"' in html
+    assert 'hx-trigger="change from:#history-filters' in html  # no second load
+
+
+def test_it_answers_400_for_bad_filters(alice_client, profile):
+    response = alice_client.get(URL, {"date_to": "31/05/2024"})
+    assert response.status_code == 400
+    assert "Enter a valid date." in response.content.decode()
+
+
+def test_it_explains_bad_filters_to_htmx_with_200(alice_client, profile):
+    response = alice_client.get(URL, {"date_to": "31/05/2024"}, headers=HTMX)
+    assert response.status_code == 200  # htmx 2 swaps only 2xx answers
+    assert "The charts need valid filters" in response.content.decode()
+
+
+def test_it_redirects_anonymous_users_to_login(client):
+    response = client.get(URL)
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))
+
+
+def test_it_rejects_post(alice_client):
+    assert alice_client.post(URL).status_code == 405
+
+
+@pytest.mark.parametrize(("status", "coalesce_status", "expected"), [
+    ("started", "", history.OK),
+    ("started", "running", history.OK),
+    ("started", "completed", history.OK),
+    ("started", "failed", history.FAILED),
+    ("started", "canceled", history.OTHER),
+    ("rejected", "", history.FAILED),
+    ("unreachable", "", history.FAILED),
+    ("not_sent", "", history.FAILED),
+    ("unknown", "", history.OTHER),
+    ("submitting", "", history.OTHER),
+])
+def test_it_classifies_outcomes(status, coalesce_status, expected):
+    assert history.outcome(status, coalesce_status) == expected
+
+
+def test_it_renders_the_partial_from_plain_data():
+    start = date(2024, 5, 1)
+    counts = [(1, "Prod", start, "started", "completed", 4),
+              (1, "Prod", date(2024, 5, 9), "started", "", 7)]  # outside: ignored
+    durations = [(1, datetime(2024, 5, 1, 10, tzinfo=UTC), datetime(2024, 5, 1, 11, tzinfo=UTC)),
+                 (1, datetime(2024, 5, 1, 10, tzinfo=UTC), datetime(2024, 5, 1, 9, tzinfo=UTC))]
+    charts = history.build_charts(start, date(2024, 5, 2), False, counts, durations)
+    html = render_to_string("runs/run_list.html#history-charts", {"charts": charts})
+    assert table_rows(html, "<caption>Per environment") == [
+        ["Prod", "4", "4", "0", "0", "100%", "1 h 00 min"]]
+    assert 'height="134.0" fill="url(#chart-fill-ok)"' in html
