@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
 from runs import keys, validators
-from runs.models import MAX_PARALLELISM, EnvironmentProfile
+from runs.models import MAX_PARALLELISM, AuditEntry, EnvironmentProfile
 
 AuthType = EnvironmentProfile.AuthType
 
@@ -376,3 +376,36 @@ class RunForm(ParameterRowsForm):
         for name in ("include_selector", "exclude_selector"):
             found += selector_warnings(self.data.get(name, "") if self.is_bound else "")
         return found
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters, read from the query string. `before` is the keyset
+    cursor: the seq of the last entry of the previous page."""
+
+    action = forms.ChoiceField(label="Action", required=False,
+                               choices=[("", "Any action"), *AuditEntry.Action.choices])
+    actor = forms.CharField(label="Who", required=False, max_length=150)
+    date_from = forms.DateField(label="From", required=False,
+                                widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label="To", required=False,
+                              widget=forms.DateInput(attrs={"type": "date"}))
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end date is before the start date.")
+        return cleaned
+
+    def filter(self, entries):
+        data = self.cleaned_data
+        if data.get("action"):
+            entries = entries.filter(action=data["action"])
+        if data.get("actor"):
+            entries = entries.filter(actor=data["actor"].strip())
+        if data.get("date_from"):
+            entries = entries.filter(at__date__gte=data["date_from"])
+        if data.get("date_to"):
+            entries = entries.filter(at__date__lte=data["date_to"])
+        return entries

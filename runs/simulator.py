@@ -539,7 +539,7 @@ class SimulatorState:
     def _reset_unlocked(self) -> None:
         self.runs: dict[int, SimRun] = {}
         self._ordered: list[SimRun] = []  # by run_counter, which is also start-time order
-        self.next_counter = 1
+        self.next_counter = getattr(self, "first_run_counter", 1)
         self._last_start_ms: int | None = None
         self._offset_ms = 0
         self.behaviours: dict[str, str] = dict(self._startup_behaviours)
@@ -1565,6 +1565,7 @@ def make_server(
     hang_seconds: float = 60.0,
     run_seconds: float = DEFAULT_RUN_SECONDS,
     clock: Callable[[], float] | None = None,
+    first_run_counter: int = 1,
 ) -> SimulatorServer:
     """Bind (port 0 picks a free port) but don't serve; call ``serve_forever`` on the result.
 
@@ -1573,6 +1574,7 @@ def make_server(
     seconds since the epoch (default ``time.time``; pass a frozen one and call
     ``server.state.advance()`` for deterministic tests). Raises ``ValueError`` for an unknown
     mode or a negative run_seconds. ``server.state`` is the ``SimulatorState``.
+    ``first_run_counter`` is the first runCounter handed out (also after a reset).
     """
     state = SimulatorState(
         token=token,
@@ -1581,6 +1583,7 @@ def make_server(
         run_seconds=run_seconds,
         clock=clock,
     )
+    state.first_run_counter = state.next_counter = first_run_counter
     server = SimulatorServer((host, port), SimulatorHandler)
     server.state = state
     bound_host, bound_port = server.server_address[:2]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import json
 import uuid
 
@@ -15,10 +17,10 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from runs import follow, service, tasks
 from runs.coalesce import CoalesceClient
-from runs.forms import RerunForm, RunForm
-from runs.history import RunHistory, csv_chunks
+from runs.forms import AuditFilterForm, RerunForm, RunForm
+from runs.history import FORMULA_PREFIXES, RunHistory, csv_chunks
 from runs.http import client_ip
-from runs.models import EnvironmentProfile, Run
+from runs.models import AuditEntry, EnvironmentProfile, Run
 from runs.results import failed_first, results_from_json
 from runs.service import RunRequest, start_run
 
@@ -46,7 +48,7 @@ def _get_run_for_user(request: HttpRequest, pk: int) -> Run:
 @login_required
 @require_GET
 def run_list(request: HttpRequest):
-    history = RunHistory(_visible_runs(request.user), request.GET)
+    history = _history(request)
     if not history.is_valid():
         return _invalid_filters(request, history, "runs/run_list.html#run-rows")
     context = {"history": history, "page": history.page()}
@@ -59,7 +61,7 @@ def run_list(request: HttpRequest):
 def run_charts(request: HttpRequest):
     """The history's charts: the fragment the history page loads, or (without
     JavaScript) the history page with the charts rendered in place."""
-    history = RunHistory(_visible_runs(request.user), request.GET)
+    history = _history(request)
     if not history.is_valid():
         return _invalid_filters(request, history, "runs/run_list.html#history-charts")
     context = {"history": history, "charts": history.charts()}
@@ -71,14 +73,28 @@ def run_charts(request: HttpRequest):
 @login_required
 @require_GET
 def export_runs(request: HttpRequest):
-    history = RunHistory(_visible_runs(request.user), request.GET)
+    history = _history(request)
     if not history.is_valid():
         return _invalid_filters(request, history)
-    response = StreamingHttpResponse(csv_chunks(history.export_rows()),
+    response = StreamingHttpResponse(csv_chunks(history.export_batches()),
                                      content_type="text/csv; charset=utf-8")
     filename = f"run-history-{timezone.localdate():%Y-%m-%d}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def _history(request: HttpRequest) -> RunHistory:
+    user = request.user
+    return RunHistory(_visible_runs(user), request.GET, profiles=_visible_profiles(user))
+
+
+def _visible_profiles(user):
+    """The profiles whose runs _visible_runs(user) shows: the same rule, applied to the
+    profiles, for the environment filter. (Deriving them from the runs instead would read
+    every run of each profile the user may not see.)"""
+    if user.has_perm("runs.view_run"):
+        return EnvironmentProfile.objects.all()
+    return EnvironmentProfile.runnable_by(user)
 
 
 def _invalid_filters(request: HttpRequest, history: RunHistory, fragment: str = ""):
@@ -304,3 +320,67 @@ def rerun_run(request: HttpRequest, pk: int):
         list(run.parameters.items()) or [("", "")])
     return render(request, "runs/rerun_run.html",
                   {"run": run, "form": form, "parameter_rows": rows})
+
+
+# --- the audit log ---
+
+AUDIT_PAGE_SIZE = 100
+AUDIT_CSV_HEADER = ["seq", "at", "actor", "ip", "action", "target", "details", "hash"]
+
+
+@login_required
+@permission_required("runs.view_auditentry", raise_exception=True)
+@require_GET
+def audit_log(request: HttpRequest):
+    form = AuditFilterForm(request.GET)
+    if not form.is_valid():
+        return render(request, "runs/audit_log.html", {"form": form}, status=400)
+    entries = form.filter(AuditEntry.objects.all())
+    if form.cleaned_data.get("before"):
+        entries = entries.filter(seq__lt=form.cleaned_data["before"])
+    page = list(entries.order_by("-seq")[:AUDIT_PAGE_SIZE + 1])
+    older = page[AUDIT_PAGE_SIZE - 1].seq if len(page) > AUDIT_PAGE_SIZE else None
+    query = request.GET.copy()
+    query.pop("before", None)
+    context = {"form": form, "entries": page[:AUDIT_PAGE_SIZE], "older": older,
+               "query": query.urlencode()}
+    return render(request, "runs/audit_log.html", context)
+
+
+@login_required
+@permission_required("runs.view_auditentry", raise_exception=True)
+@require_GET
+def export_audit_log(request: HttpRequest):
+    form = AuditFilterForm(request.GET)
+    if not form.is_valid():
+        return render(request, "runs/audit_log.html", {"form": form}, status=400)
+    response = StreamingHttpResponse(_audit_csv(form.filter(AuditEntry.objects.all())),
+                                     content_type="text/csv; charset=utf-8")
+    filename = f"audit-log-{timezone.localdate():%Y-%m-%d}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _csv_safe(value):
+    """Text a spreadsheet would run as a formula gets a leading quote (CSV injection)."""
+    return "'" + value if isinstance(value, str) and value[:1] in FORMULA_PREFIXES else value
+
+
+def _audit_csv(entries, batch_size: int = 2000):
+    """CSV text in chunks, walking the log by seq so memory stays flat at any size."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(AUDIT_CSV_HEADER)
+    last_seq = 0
+    while True:
+        batch = list(entries.filter(seq__gt=last_seq).order_by("seq")[:batch_size])
+        for e in batch:
+            writer.writerow([_csv_safe(v) for v in (
+                e.seq, e.at.isoformat(), e.actor, e.ip or "", e.action, e.target,
+                json.dumps(e.details, sort_keys=True), e.hash)])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        if len(batch) < batch_size:
+            return
+        last_seq = batch[-1].seq

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -52,6 +53,12 @@ class Command(BaseCommand):
             help="how long a run takes from start to its final state (default %(default)s)",
         )
 
+        parser.add_argument(
+            "--first-run-counter", type=int, default=None,
+            help="first runCounter handed out (default: from the clock, so a restarted "
+            "simulator never hands out a counter the dashboard already stored)",
+        )
+
     def handle(self, *args, **options) -> None:
         token = options["token"] or os.environ.get(TOKEN_ENV) or DEFAULT_TOKEN
         if not options["run_seconds"] >= 0:
@@ -63,6 +70,7 @@ class Command(BaseCommand):
             behaviours=parse_misbehaviours(options["misbehave"]),
             hang_seconds=options["hang_seconds"],
             run_seconds=options["run_seconds"],
+            first_run_counter=options["first_run_counter"] or _counter_from_clock(),
         )
         # A local fake token, so printing it is fine and saves a newcomer a lookup.
         self.stdout.write(
@@ -75,3 +83,8 @@ class Command(BaseCommand):
             pass
         finally:
             server.server_close()
+
+
+def _counter_from_clock() -> int:
+    """Tenths of a second since 2026-01-01: grows faster than runs are started here."""
+    return max(1, int((time.time() - 1_767_225_600) * 10))
