@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import connections
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.forms.utils import flatatt
@@ -172,7 +173,7 @@ NEWEST_FIRST = ("-created_at", "-pk")
 
 @dataclass
 class HistoryRow:
-    """One run as the history table and the CSV export show it (built from ROW_FIELDS)."""
+    """One run as the history table shows it (built from ROW_FIELDS)."""
 
     pk: int
     created_at: datetime
@@ -347,12 +348,12 @@ class RunFilterForm(forms.Form):
 
     FILTERS = ("environment", "user", "status", "date_from", "date_to", "force", "q")
 
-    def __init__(self, *args, runs: QuerySet[Run], **kwargs):
+    def __init__(self, *args, runs: QuerySet[Run], profiles: QuerySet[EnvironmentProfile],
+                 **kwargs):
         super().__init__(*args, **kwargs)
-        # EXISTS per profile / per user rides the (profile|created_by, created_at, id)
-        # indexes: a probe each, where a DISTINCT over the runs would read them all.
-        self.fields["environment"].queryset = EnvironmentProfile.objects.filter(
-            Exists(runs.filter(profile=OuterRef("pk")))).only("pk", "name")
+        self.fields["environment"].queryset = profiles.only("pk", "name").order_by("name")
+        # The people who started a run the viewer may see: an EXISTS probe per user on an
+        # index that starts with created_by, where a DISTINCT would read every run.
         self.fields["user"].queryset = User.objects.filter(
             Exists(runs.filter(created_by=OuterRef("pk")))
         ).only("pk", User.USERNAME_FIELD).order_by(User.USERNAME_FIELD)
@@ -392,13 +393,17 @@ class RunFilterForm(forms.Form):
 class RunHistory:
     """The history for one request: the visible runs narrowed by validated filters.
 
+    `runs` are the runs the viewer may see, `profiles` the environments whose runs those
+    are (the environment filter's choices).
+
     Call is_valid() first; page(), querystring(), export_rows() and charts() need it.
     """
 
     page_size = PAGE_SIZE
 
-    def __init__(self, runs: QuerySet[Run], params):
-        self.form = RunFilterForm(params, runs=runs)
+    def __init__(self, runs: QuerySet[Run], params, *,
+                 profiles: QuerySet[EnvironmentProfile]):
+        self.form = RunFilterForm(params, runs=runs, profiles=profiles)
         self._runs = runs
 
     def is_valid(self) -> bool:
@@ -483,8 +488,9 @@ class RunHistory:
             newer_query=self.querystring(cursor=newer.encode()) if newer else "",
         )
 
-    def export_rows(self) -> Iterator[HistoryRow]:
-        """Every filtered run, newest first, read in keyset batches of EXPORT_BATCH_SIZE.
+    def export_batches(self) -> Iterator[list[tuple]]:
+        """Every filtered run as raw ROW_FIELDS values (see csv_record), newest first, in
+        keyset batches of EXPORT_BATCH_SIZE.
 
         Each batch is its own short query that starts where the last one ended, so memory
         stays flat and no query or cursor is held open between batches (unlike
@@ -493,12 +499,13 @@ class RunHistory:
         rows = self._rows.order_by(*NEWEST_FIRST)
         position: Cursor | None = None
         while True:
-            batch_query = rows.filter(position.condition()) if position else rows
-            batch = [HistoryRow(*values) for values in batch_query[:EXPORT_BATCH_SIZE]]
-            yield from batch
+            batch = _fetch_raw(rows.filter(position.condition()) if position else rows,
+                               EXPORT_BATCH_SIZE)
+            if batch:
+                yield batch
             if len(batch) < EXPORT_BATCH_SIZE:
                 return
-            position = _key(batch[-1])
+            position = Cursor(_as_datetime(batch[-1][1]), batch[-1][0])
 
     def charts(self) -> Charts:
         """Runs per day and outcome for each environment over the chart's date range."""
@@ -551,50 +558,67 @@ CSV_HEADER = [
 ]
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV
 # injection"), so such cells get a leading single quote and are shown as text.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_PREFIXES = frozenset("=+-@\t\r")
 
 
-def _csv_cell(value):
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
+def _fetch_raw(rows: QuerySet, limit: int) -> list[tuple]:
+    """The first `limit` rows of a values_list queryset as the database driver returns
+    them, without Django's per-value converters: on SQLite these parse every timestamp,
+    which was the largest cost of a big export. csv_record() reads both forms."""
+    sql, params = rows[:limit].query.sql_with_params()
+    with connections[rows.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _as_datetime(value: datetime) -> datetime:
+    """An aware datetime from a driver's value: Django's sqlite3 converters return the
+    stored UTC time naive."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _iso(value: datetime | None) -> str:
-    return value.astimezone(UTC).isoformat() if value else ""
+    """ISO 8601 in UTC ("2024-05-10T12:00:00.250000+00:00") from a driver's value."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:  # SQLite: naive UTC
+        return value.isoformat() + "+00:00"
+    return value.astimezone(UTC).isoformat()
 
 
-def csv_record(row: HistoryRow) -> list:
-    duration = row.duration
-    return [_csv_cell(v) for v in (
-        row.pk, _iso(row.created_at), row.created_by, row.environment, row.job_id,
-        row.include_selector, row.exclude_selector, row.parallelism,
-        "yes" if row.force else "no", "" if row.run_counter is None else row.run_counter,
-        row.run_link, row.status, row.coalesce_status, _iso(row.coalesce_started_at),
-        _iso(row.coalesce_ended_at), "" if duration is None else duration.total_seconds(),
-        row.error_message,
-    )]
+def _text(value: str) -> str:
+    return "'" + value if value and value[0] in FORMULA_PREFIXES else value
 
 
-def csv_chunks(rows: Iterable[HistoryRow], rows_per_chunk: int = EXPORT_BATCH_SIZE
-               ) -> Iterator[str]:
-    """The CSV text (header first) in chunks of about `rows_per_chunk` rows.
+def csv_record(values: tuple) -> list:
+    """The CSV cells of one run from its raw ROW_FIELDS values (see _fetch_raw)."""
+    (pk, created_at, created_by, environment, job_id, include, exclude, parallelism, force,
+     run_counter, run_link, status, coalesce_status, started, ended, error) = values
+    duration = ""
+    if started is not None and ended is not None and ended >= started:
+        duration = (ended - started).total_seconds()
+    return [
+        pk, _iso(created_at), _text(created_by), _text(environment), _text(job_id),
+        _text(include), _text(exclude), parallelism, "yes" if force else "no",
+        "" if run_counter is None else run_counter, _text(run_link), _text(status),
+        _text(coalesce_status), _iso(started), _iso(ended), duration, _text(error),
+    ]
+
+
+def csv_chunks(batches: Iterable[list[tuple]]) -> Iterator[str]:
+    """The CSV text: the header, then one chunk per batch of runs.
 
     The csv module quotes commas, quotes and newlines; times are ISO 8601 in UTC.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
-    pending = 1
-    for row in rows:
-        writer.writerow(csv_record(row))
-        pending += 1
-        if pending >= rows_per_chunk:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-            pending = 0
-    if pending:
+    for batch in batches:
+        writer.writerows(map(csv_record, batch))
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():  # only the header: nothing matched
         yield buffer.getvalue()
 
 

@@ -20,6 +20,7 @@ from django.urls import reverse
 
 from runs.history import PAGE_SIZE, Cursor, RunHistory
 from runs.models import EnvironmentProfile, Run
+from runs.views import _visible_profiles, _visible_runs
 
 URL = reverse("runs:list")
 T0 = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
@@ -162,6 +163,23 @@ def test_it_offers_every_environment_and_user_to_auditors(client, carol, two_run
     form = client.get(URL).context["history"].form
     assert {p.name for p in form.fields["environment"].queryset} == {"Production", "Staging"}
     assert {u.username for u in form.fields["user"].queryset} == {"alice", "admin"}
+
+
+@pytest.mark.parametrize("viewer", ["alice", "bob", "carol", "admin_user"])
+def test_its_environment_choices_follow_the_run_visibility_rule(two_runs, viewer, request):
+    # The environment filter applies the visibility rule to profiles; it must agree with
+    # _visible_runs, which applies it to runs.
+    user = request.getfixturevalue(viewer)
+    runs_profiles = set(_visible_runs(user).values_list("profile", flat=True))
+    assert runs_profiles == set(_visible_profiles(user).values_list("pk", flat=True))
+
+
+def test_it_escapes_names_in_the_filter_choices(client, carol, profile):
+    evil = User.objects.create_user('<b>"x"</b>')
+    make_run(profile, evil)
+    client.force_login(carol)
+    html = client.get(URL, {"user": evil.pk}).content.decode()
+    assert f'<option value="{evil.pk}" selected>&lt;b&gt;&quot;x&quot;&lt;/b&gt;</option>' in html
 
 
 def test_it_refuses_to_filter_on_an_environment_the_analyst_cannot_see(alice_client, two_runs,
@@ -309,7 +327,7 @@ def test_it_wires_the_filter_form_and_pager_for_htmx_and_plain_links(alice_clien
 
 def test_it_renders_the_rows_partial_on_its_own(alice, profile):
     run = make_run(profile, alice, error_message="Bad <script>")
-    history = RunHistory(Run.objects.all(), {})
+    history = RunHistory(Run.objects.all(), {}, profiles=EnvironmentProfile.objects.all())
     assert history.is_valid()
     html = render_to_string("runs/run_list.html#run-rows",
                             {"history": history, "page": history.page()})
