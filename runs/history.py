@@ -27,8 +27,8 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import connections
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db import NotSupportedError
+from django.db.models import CharField, Count, Exists, Func, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.forms.utils import flatatt
 from django.urls import get_script_prefix, reverse
@@ -39,6 +39,7 @@ from django.utils.safestring import mark_safe
 from runs.models import EnvironmentProfile, Run
 
 STATUS_LABELS = dict(Run.Status.choices)
+TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
 
 PAGE_SIZE = 50
 EXPORT_BATCH_SIZE = 2_000
@@ -242,6 +243,13 @@ class HistoryRow:
         return COALESCE_STATUSES.get(self.coalesce_status, self.coalesce_status)
 
     @property
+    def is_moving(self) -> bool:
+        """Whether the status may still change (the page then polls for it)."""
+        if self.status in ("submitting", "unknown"):
+            return True
+        return self.status == "started" and self.coalesce_status not in TERMINAL_STATUSES
+
+    @property
     def coalesce_css(self) -> str:
         return self.coalesce_status.lower()
 
@@ -294,6 +302,15 @@ class Page:
     older_query: str = ""  # the querystrings of the pager links (filters + cursor)
     newer_query: str = ""
 
+    @property
+    def moving_ids(self) -> list[int]:
+        return [row.pk for row in self.rows if row.is_moving]
+
+
+def rows_for(runs: QuerySet[Run]) -> list[HistoryRow]:
+    """History rows for these runs (the live status refresh renders them again)."""
+    return [HistoryRow(*values) for values in runs.values_list(*ROW_FIELDS)]
+
 
 # --- filters ---
 
@@ -327,7 +344,8 @@ class QuickSelect(forms.Select):
 
 
 class RunFilterForm(forms.Form):
-    """The history's query string. Choices are limited to what appears in `runs`."""
+    """The history's query string. The environments offered are `profiles`, the people
+    those who started one of `runs`: the viewer never sees a choice they may not use."""
 
     environment = forms.ModelChoiceField(
         queryset=EnvironmentProfile.objects.none(), required=False,
@@ -346,14 +364,13 @@ class RunFilterForm(forms.Form):
                         help_text="A runCounter, or words from the error.")
     cursor = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    FILTERS = ("environment", "user", "status", "date_from", "date_to", "force", "q")
-
     def __init__(self, *args, runs: QuerySet[Run], profiles: QuerySet[EnvironmentProfile],
                  **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["environment"].queryset = profiles.only("pk", "name").order_by("name")
-        # The people who started a run the viewer may see: an EXISTS probe per user on an
-        # index that starts with created_by, where a DISTINCT would read every run.
+        # An EXISTS probe per person on an index that starts with created_by, where a
+        # DISTINCT would read every run. (For analysts the probe also needs the profile in
+        # that index: see bench/history.py's proposed index.)
         self.fields["user"].queryset = User.objects.filter(
             Exists(runs.filter(created_by=OuterRef("pk")))
         ).only("pk", User.USERNAME_FIELD).order_by(User.USERNAME_FIELD)
@@ -396,7 +413,7 @@ class RunHistory:
     `runs` are the runs the viewer may see, `profiles` the environments whose runs those
     are (the environment filter's choices).
 
-    Call is_valid() first; page(), querystring(), export_rows() and charts() need it.
+    Call is_valid() first; page(), querystring(), export_batches() and charts() need it.
     """
 
     page_size = PAGE_SIZE
@@ -489,23 +506,27 @@ class RunHistory:
         )
 
     def export_batches(self) -> Iterator[list[tuple]]:
-        """Every filtered run as raw ROW_FIELDS values (see csv_record), newest first, in
+        """Every filtered run as EXPORT_FIELDS values (see csv_record), newest first, in
         keyset batches of EXPORT_BATCH_SIZE.
 
         Each batch is its own short query that starts where the last one ended, so memory
         stays flat and no query or cursor is held open between batches (unlike
         .iterator(), which on SQLite would fetch the whole result at once).
         """
-        rows = self._rows.order_by(*NEWEST_FIRST)
+        rows = self._filtered().annotate(
+            created_text=UtcText("created_at"), started_text=UtcText("coalesce_started_at"),
+            ended_text=UtcText("coalesce_ended_at"),
+        ).values_list(*EXPORT_FIELDS).order_by(*NEWEST_FIRST)
         position: Cursor | None = None
         while True:
-            batch = _fetch_raw(rows.filter(position.condition()) if position else rows,
-                               EXPORT_BATCH_SIZE)
+            query = rows.filter(position.condition()) if position else rows
+            batch = list(query[:EXPORT_BATCH_SIZE])
             if batch:
                 yield batch
             if len(batch) < EXPORT_BATCH_SIZE:
                 return
-            position = Cursor(_as_datetime(batch[-1][1]), batch[-1][0])
+            last = batch[-1]
+            position = Cursor(datetime.fromisoformat(last[1]).replace(tzinfo=UTC), last[0])
 
     def charts(self) -> Charts:
         """Runs per day and outcome for each environment over the chart's date range."""
@@ -522,7 +543,8 @@ class RunHistory:
             runs.filter(coalesce_status="completed", coalesce_started_at__isnull=False,
                         coalesce_ended_at__isnull=False)
             .order_by(*NEWEST_FIRST)
-            .values_list("profile", "coalesce_started_at", "coalesce_ended_at")[:MAX_DURATIONS]
+            .values_list("profile", UtcText("coalesce_started_at"), UtcText("coalesce_ended_at"))
+            [:MAX_DURATIONS]
         )
         return build_charts(start, end, capped, counts, durations)
 
@@ -561,29 +583,42 @@ CSV_HEADER = [
 FORMULA_PREFIXES = frozenset("=+-@\t\r")
 
 
-def _fetch_raw(rows: QuerySet, limit: int) -> list[tuple]:
-    """The first `limit` rows of a values_list queryset as the database driver returns
-    them, without Django's per-value converters: on SQLite these parse every timestamp,
-    which was the largest cost of a big export. csv_record() reads both forms."""
-    sql, params = rows[:limit].query.sql_with_params()
-    with connections[rows.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+class UtcText(Func):
+    """A timestamp as ISO 8601 text in UTC without its offset ("2024-05-10T12:00:00.25"),
+    formatted by the database.
+
+    An export reads millions of timestamps; turning each into a datetime (Django's psycopg
+    loader runs in Python, and its SQLite converter parses text) and back into text was
+    most of its time.
+    """
+
+    output_field = CharField()
+
+    def as_sql(self, compiler, connection, **extra):
+        raise NotSupportedError("UtcText supports PostgreSQL and SQLite only.")
+
+    def as_postgresql(self, compiler, connection, **extra):
+        template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+        return super().as_sql(compiler, connection, template=template, **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # Django stores timestamps on SQLite as UTC text, "YYYY-MM-DD HH:MM:SS[.ffffff]".
+        template = "replace(%(expressions)s, ' ', 'T')"
+        return super().as_sql(compiler, connection, template=template, **extra)
 
 
-def _as_datetime(value: datetime) -> datetime:
-    """An aware datetime from a driver's value: Django's sqlite3 converters return the
-    stored UTC time naive."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+EXPORT_FIELDS = tuple(
+    {"created_at": "created_text", "coalesce_started_at": "started_text",
+     "coalesce_ended_at": "ended_text"}.get(name, name) for name in ROW_FIELDS)
 
 
-def _iso(value: datetime | None) -> str:
-    """ISO 8601 in UTC ("2024-05-10T12:00:00.250000+00:00") from a driver's value."""
-    if value is None:
+def _iso(text: str | None) -> str:
+    """UtcText's value as ISO 8601 with its offset, exactly as datetime.isoformat()."""
+    if text is None:
         return ""
-    if value.tzinfo is None:  # SQLite: naive UTC
-        return value.isoformat() + "+00:00"
-    return value.astimezone(UTC).isoformat()
+    if text.endswith(".000000"):  # PostgreSQL's to_char always prints microseconds
+        text = text[:-7]
+    return text + "+00:00"
 
 
 def _text(value: str) -> str:
@@ -591,14 +626,15 @@ def _text(value: str) -> str:
 
 
 def csv_record(values: tuple) -> list:
-    """The CSV cells of one run from its raw ROW_FIELDS values (see _fetch_raw)."""
-    (pk, created_at, created_by, environment, job_id, include, exclude, parallelism, force,
+    """The CSV cells of one run from its EXPORT_FIELDS values."""
+    (pk, created, created_by, environment, job_id, include, exclude, parallelism, force,
      run_counter, run_link, status, coalesce_status, started, ended, error) = values
     duration = ""
-    if started is not None and ended is not None and ended >= started:
-        duration = (ended - started).total_seconds()
+    if started is not None and ended is not None:
+        seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+        duration = seconds if seconds >= 0 else ""
     return [
-        pk, _iso(created_at), _text(created_by), _text(environment), _text(job_id),
+        pk, _iso(created), _text(created_by), _text(environment), _text(job_id),
         _text(include), _text(exclude), parallelism, "yes" if force else "no",
         "" if run_counter is None else run_counter, _text(run_link), _text(status),
         _text(coalesce_status), _iso(started), _iso(ended), duration, _text(error),
@@ -632,8 +668,7 @@ PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 44, 8, 10, 26
 @dataclass
 class Segment:
     outcome: str
-    y: float
-    height: float
+    geometry: str  # the <rect>'s x, y, width and height attributes (numbers only)
 
 
 @dataclass
@@ -647,6 +682,10 @@ class DayBar:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def day_iso(self) -> str:
+        return self.day.isoformat()
 
     @property
     def ok(self) -> int:
@@ -739,7 +778,11 @@ class EnvironmentChart:
                 if bar.counts[name]:
                     height = plot_height * bar.counts[name] / self.y_max
                     base -= height
-                    bar.segments.append(Segment(name, round(base, 2), round(height, 2)))
+                    # One attribute string rather than four template variables: a month
+                    # of 20 environments draws over a thousand rectangles.
+                    geometry = (f'x="{bar.x}" y="{round(base, 2)}" width="{bar.width}" '
+                                f'height="{round(height, 2)}"')
+                    bar.segments.append(Segment(name, mark_safe(geometry)))
 
 
 @dataclass
@@ -754,7 +797,7 @@ class Charts:
 def build_charts(start: date, end: date, capped: bool, counts: Iterable[tuple],
                  durations: Iterable[tuple]) -> Charts:
     """Charts from (profile pk, name, day, status, coalesce_status, n) groups and
-    (profile pk, coalesce_started_at, coalesce_ended_at) rows."""
+    (profile pk, coalesce_started_at, coalesce_ended_at) rows, times as UtcText."""
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     charts: dict[int, EnvironmentChart] = {}
     for pk, name, day, status, coalesce_status, n in counts:
@@ -764,9 +807,10 @@ def build_charts(start: date, end: date, capped: bool, counts: Iterable[tuple],
         index = (day - start).days
         if 0 <= index < len(days):
             charts[pk].bars[index].counts[outcome(status, coalesce_status)] += n
-    for pk, started, ended in durations:
-        if pk in charts and ended >= started:
-            charts[pk].durations.append((ended - started).total_seconds())
+    for pk, started, ended in durations:  # as UtcText
+        seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+        if pk in charts and seconds >= 0:
+            charts[pk].durations.append(seconds)
     environments = sorted(charts.values(), key=lambda chart: chart.name.lower())
     for chart in environments:
         chart.layout()

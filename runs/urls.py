@@ -7,6 +7,7 @@ app_name = "runs"
 urlpatterns = [
     path("", views.run_list, name="list"),
     path("history/charts/", views.run_charts, name="charts"),
+    path("history/statuses/", views.run_statuses, name="statuses"),
     path("history/export.csv", views.export_runs, name="export"),
     path("audit/", views.audit_log, name="audit_log"),
     path("audit/export.csv", views.export_audit_log, name="audit_export"),

@@ -8,7 +8,13 @@ import uuid
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -18,7 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from runs import follow, service, tasks
 from runs.coalesce import CoalesceClient
 from runs.forms import AuditFilterForm, RerunForm, RunForm
-from runs.history import FORMULA_PREFIXES, RunHistory, csv_chunks
+from runs.history import FORMULA_PREFIXES, PAGE_SIZE, Page, RunHistory, csv_chunks, rows_for
 from runs.http import client_ip
 from runs.models import AuditEntry, EnvironmentProfile, Run
 from runs.results import failed_first, results_from_json
@@ -54,6 +60,23 @@ def run_list(request: HttpRequest):
     context = {"history": history, "page": history.page()}
     template = "runs/run_list.html#run-rows" if request.htmx else "runs/run_list.html"
     return render(request, template, context)
+
+
+@login_required
+@require_GET
+def run_statuses(request: HttpRequest):
+    """The status cells of the history's moving runs, in one request for the whole page:
+    out-of-band swaps, then a poller for those still moving (286 once none is)."""
+    try:
+        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:PAGE_SIZE]
+    except ValueError:
+        return HttpResponseBadRequest("ids must be run numbers separated by commas.")
+    runs = _visible_runs(request.user).filter(pk__in=ids).order_by("-created_at", "-id")
+    rows = rows_for(runs)
+    page = Page(rows=rows, older=None, newer=None)
+    html = render_to_string("runs/run_list.html#run-statuses",
+                            {"rows": rows, "page": page, "oob": True}, request=request)
+    return HttpResponse(html) if page.moving_ids else HttpResponseStopPolling(html)
 
 
 @login_required

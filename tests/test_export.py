@@ -68,6 +68,24 @@ def test_it_streams_every_column_as_csv(alice_client, alice, profile):
     }]
 
 
+def test_it_writes_times_in_utc_with_their_microseconds(alice_client, alice, profile):
+    paris = timezone.get_fixed_timezone(120)
+    make_run(profile, alice, created_at=datetime(2024, 5, 10, 14, 0, 0, 250_000, tzinfo=paris),
+             coalesce_status="failed", coalesce_started_at=T0,
+             coalesce_ended_at=T0 + timedelta(seconds=1, microseconds=500_000))
+    _, rows = download(alice_client)
+    assert rows[0]["started_at"] == "2024-05-10T12:00:00.250000+00:00"
+    assert rows[0]["coalesce_started_at"] == "2024-05-10T12:00:00+00:00"
+    assert rows[0]["coalesce_ended_at"] == "2024-05-10T12:00:01.500000+00:00"
+    assert rows[0]["duration_seconds"] == "1.5"
+
+
+def test_it_leaves_the_duration_empty_until_the_run_ends(alice_client, alice, profile):
+    make_run(profile, alice, coalesce_status="running", coalesce_started_at=T0)
+    _, rows = download(alice_client)
+    assert (rows[0]["coalesce_ended_at"], rows[0]["duration_seconds"]) == ("", "")
+
+
 def test_it_writes_only_a_header_when_nothing_matches(alice_client, profile):
     response = alice_client.get(URL)
     text = b"".join(response.streaming_content).decode()
@@ -136,9 +154,10 @@ def test_it_exports_only_what_the_analyst_may_see(alice_client, alice, admin_use
 def test_it_exports_every_run_once_across_batches_with_ties(alice_client, alice, profile,
                                                              monkeypatch):
     monkeypatch.setattr(history, "EXPORT_BATCH_SIZE", 4)
-    # 11 runs share a timestamp, so batch boundaries fall inside the tie.
+    # 11 runs share a timestamp (with microseconds), so batch boundaries fall in the tie.
     runs = [make_run(profile, alice, created_at=T0 + timedelta(seconds=1))]
-    runs += [make_run(profile, alice) for _ in range(11)]
+    runs += [make_run(profile, alice, created_at=T0 + timedelta(microseconds=123_456))
+             for _ in range(11)]
     runs += [make_run(profile, alice, created_at=T0 - timedelta(seconds=1))]
     with CaptureQueriesContext(connection) as queries:
         _, rows = download(alice_client)

@@ -245,8 +245,8 @@ def test_it_renders_the_partial_from_plain_data():
     start = date(2024, 5, 1)
     counts = [(1, "Prod", start, "started", "completed", 4),
               (1, "Prod", date(2024, 5, 9), "started", "", 7)]  # outside: ignored
-    durations = [(1, datetime(2024, 5, 1, 10, tzinfo=UTC), datetime(2024, 5, 1, 11, tzinfo=UTC)),
-                 (1, datetime(2024, 5, 1, 10, tzinfo=UTC), datetime(2024, 5, 1, 9, tzinfo=UTC))]
+    durations = [(1, "2024-05-01T10:00:00", "2024-05-01T11:00:00"),
+                 (1, "2024-05-01T10:00:00", "2024-05-01T09:00:00")]  # negative: ignored
     charts = history.build_charts(start, date(2024, 5, 2), False, counts, durations)
     html = render_to_string("runs/run_list.html#history-charts", {"charts": charts})
     assert table_rows(html, "<caption>Per environment") == [
