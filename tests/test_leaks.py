@@ -12,7 +12,9 @@ Failures name the canary and the output ("key line 3 in GET /admin/..."), never 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 
 import pytest
@@ -27,7 +29,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from runs.models import EnvironmentProfile
+from runs.models import EnvironmentProfile, Run
 
 BASE = "https://app.coalescesoftware.io"
 ADD_URL = reverse("admin:runs_environmentprofile_add")
@@ -237,6 +239,7 @@ def scenario(admin_client, key, caplog, raw_records, settings):
                 "_selected_action": [p.pk for p in profiles],
             },
         )
+        start_runs(run, coalesce, profiles)
         coalesce_calls = len(coalesce.calls)
     dump = io.StringIO()
     call_command("dumpdata", stdout=dump)
@@ -252,6 +255,45 @@ def scenario(admin_client, key, caplog, raw_records, settings):
         dump=dump.getvalue(),
         secrets=canaries(encrypted_pem, stored_pem, pem_of(key)),
     )
+
+
+def start_runs(run: Recorder, coalesce, profiles) -> None:
+    """Start a run on each profile through the run form, while Coalesce answers with the
+    secrets echoed back: in an HTML 500 page, in a 400 envelope, and as a success. Then
+    open every page and export that shows runs or the audit trail."""
+    answers = iter([500, 400, 200])
+
+    def echoing(request):
+        # What a careless server could echo: the very token and credentials it was sent.
+        sent = json.loads(request.body)
+        echo = request.headers["Authorization"] + " " + json.dumps(sent)
+        echo += "".join(f" {v}" for v in sent.get("userCredentials", {}).values())
+        status = next(answers)
+        if status == 500:
+            return 500, {"Content-Type": "text/html"}, f"<html><pre>{echo}</pre></html>"
+        if status == 400:
+            body = {"error": {"errorString": echo[:300], "errorDetail": echo}}
+            return 400, {}, json.dumps(body)
+        return 200, {}, json.dumps({"runCounter": 77})
+
+    coalesce.add_callback(responses.POST, f"{BASE}/scheduler/startRun", callback=echoing)
+    for profile in profiles:
+        run.post(reverse("runs:new"), {
+            "environment": profile.pk, "job_id": "3", "parallelism": "4",
+            "submit_token": str(uuid.uuid4()), "param_name": "P", "param_value": "v",
+        })
+    for stored in Run.objects.all():
+        run.get(stored.get_absolute_url())
+        run.get(reverse("runs:status", args=[stored.pk]))
+    run.get(reverse("runs:list"))
+    run.get(reverse("runs:charts"))
+    run.get(reverse("runs:audit_log"))
+    for export in (reverse("runs:export"), reverse("runs:audit_export")):
+        response = run.client.get(export)
+        run.responses[f"GET {export}"] = b"".join(response.streaming_content).decode()
+    run.get(reverse("admin:runs_run_changelist"))
+    for stored in Run.objects.all():
+        run.get(reverse("admin:runs_run_change", args=[stored.pk]))
 
 
 # --- the scenario did what it claims ------------------------------------------------------------
@@ -273,7 +315,7 @@ def test_it_redisplays_five_forms_with_errors(scenario):
 def test_it_captures_sql_and_the_failed_connection_tests(scenario):
     assert "INSERT INTO" in scenario.logs["raw log records"]
     assert "django.db.backends DEBUG" in scenario.logs["raw log records"]
-    assert scenario.coalesce_calls == 3
+    assert scenario.coalesce_calls == 3 + 3  # three connection tests, three starts
     assert sum("HTTP 500" in m for m in scenario.run.messages) == 3
 
 
@@ -299,3 +341,8 @@ def test_it_keeps_secrets_out_of_the_messages(scenario):
 def test_it_keeps_secrets_out_of_error_emails(scenario):
     sent = {f"mail {i}": m.message().as_string() for i, m in enumerate(mail.outbox)}
     assert leaks(sent, scenario.secrets) == []
+
+
+def test_it_recorded_the_three_runs_it_then_searched(scenario):
+    statuses = sorted(Run.objects.values_list("status", flat=True))
+    assert statuses == ["rejected", "started", "unreachable"]
