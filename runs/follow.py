@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from runs.coalesce import CoalesceClient, CoalesceError, FailureKind, RunSummary
 from runs.encryption import CredentialDecryptionError
-from runs.models import EnvironmentProfile, FollowState, Run
+from runs.models import EnvironmentProfile, FollowState, Run, RunEvent
 from runs.results import results_to_json
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ MATCH_BEFORE = timedelta(minutes=2)
 MATCH_AFTER = timedelta(minutes=10)
 MAX_PAGES = 50
 MAX_BACKOFF = timedelta(minutes=10)
+WRITE_BATCH = 500  # rows per statement (SQLite allows 999 parameters in older builds)
 
 
 @dataclass
@@ -148,47 +150,94 @@ def _list_since(client, profile, since: datetime, report: SweepReport) -> list[R
 def _apply_listing(client, runs: list[Run], listing: list[RunSummary], now: datetime,
                    report: SweepReport) -> None:
     by_id = {summary.id: summary for summary in listing}
+    writes = _Writes()
     for run in runs:
         if run.status == Run.Status.STARTED:
             summary = by_id.get(run.run_counter)
             if summary is not None:
-                _update_run(client, run, summary, now, report)
+                _update_run(client, run, summary, writes, report)
+    writes.save(now)
     unresolved = [r for r in runs if r.status in UNRESOLVED]
     if unresolved:
         _reconcile(unresolved, listing, now, report)
 
 
-def _update_run(client, run: Run, summary: RunSummary, now: datetime,
+@dataclass
+class _Writes:
+    """What one environment's sweep writes, saved together by `save`."""
+
+    checked: list[int] = field(default_factory=list)  # pks of the runs the listing had
+    moved: list[Run] = field(default_factory=list)  # status or times changed
+    finished: list[Run] = field(default_factory=list)  # results fetched
+    events: list[RunEvent] = field(default_factory=list)
+
+    def save(self, now: datetime) -> None:
+        # One transaction and a few statements, not a commit per run: a per-run save made
+        # a sweep over 1,000 active runs take 2-3 s (bench/follow.py). No Coalesce call
+        # happens inside it, so the transaction is short.
+        with transaction.atomic():
+            for first in range(0, len(self.checked), WRITE_BATCH):
+                Run.objects.filter(pk__in=self.checked[first:first + WRITE_BATCH]).update(
+                    last_checked_at=now)
+            Run.objects.bulk_update(self.moved, ["coalesce_status", "coalesce_started_at",
+                                                 "coalesce_ended_at"], batch_size=WRITE_BATCH)
+            Run.objects.bulk_update(self.finished, ["results", "results_fetched_at"],
+                                    batch_size=WRITE_BATCH)
+            RunEvent.objects.bulk_create(self.events, batch_size=WRITE_BATCH)
+
+
+def _update_run(client, run: Run, summary: RunSummary, writes: _Writes,
                 report: SweepReport) -> None:
-    previous = run.coalesce_status
+    previous = (run.coalesce_status, run.coalesce_started_at, run.coalesce_ended_at)
     run.coalesce_status = summary.status
     run.coalesce_started_at = summary.start_time or run.coalesce_started_at
     run.coalesce_ended_at = summary.end_time or run.coalesce_ended_at
-    run.last_checked_at = now
-    run.save(update_fields=["coalesce_status", "coalesce_started_at", "coalesce_ended_at",
-                            "last_checked_at"])
-    if summary.status != previous:
+    writes.checked.append(run.pk)
+    if (run.coalesce_status, run.coalesce_started_at, run.coalesce_ended_at) != previous:
+        writes.moved.append(run)
+    if summary.status != previous[0]:
         report.updated += 1
         reason = f": {summary.failure_reason}" if summary.failure_reason else ""
-        run.log(f"coalesce_{summary.status}", f"Coalesce reports {summary.status}{reason}.")
-    if summary.status in TERMINAL and previous not in TERMINAL:
+        writes.events.append(RunEvent(run=run, kind=f"coalesce_{summary.status}",
+                                      message=f"Coalesce reports {summary.status}{reason}."))
+    if summary.status in TERMINAL and previous[0] not in TERMINAL:
         report.finished += 1
-        fetch_results(client, run, report)
+        # Fetched before anything is written, so the final status and the results land in
+        # the same transaction: a run page polling in between would otherwise see a
+        # finished run without results, and stop polling for good.
+        failure = _load_results(client, run, report)
+        if failure:
+            writes.events.append(RunEvent(run=run, kind="results_failed",
+                                          message=_results_failed(failure)))
+        else:
+            writes.finished.append(run)
 
 
 def fetch_results(client, run: Run, report: SweepReport | None = None) -> None:
     """Fetch and store the node results (one call). Failures are noted, not raised."""
+    failure = _load_results(client, run, report)
+    if failure:
+        run.log("results_failed", _results_failed(failure))
+    else:
+        run.save(update_fields=["results", "results_fetched_at"])
+
+
+def _load_results(client, run: Run, report: SweepReport | None) -> str:
+    """Fetch the node results into `run` without saving it: "" or the error message."""
     try:
         nodes = client.get_results(run.run_counter)
     except CoalesceError as exc:
-        run.log("results_failed", f"Node results could not be fetched: {exc.message}")
-        return
+        return exc.message
     finally:
         if report is not None:
             report.calls += 1
     run.results = results_to_json(nodes)
     run.results_fetched_at = timezone.now()
-    run.save(update_fields=["results", "results_fetched_at"])
+    return ""
+
+
+def _results_failed(message: str) -> str:
+    return f"Node results could not be fetched: {message}"
 
 
 def _reconcile(unresolved: list[Run], listing: list[RunSummary], now: datetime,

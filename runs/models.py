@@ -351,10 +351,11 @@ class AuditEntry(models.Model):
 class FollowState(models.Model):
     """Per-environment bookkeeping for the status sweep.
 
-    A worker claims an environment by locking its row (SKIP LOCKED) and moving
-    `next_sweep_at` forward before it calls Coalesce, so two workers never poll the same
-    environment in one interval, and a worker that dies mid-sweep blocks nothing: the
-    claim simply expires at `next_sweep_at`.
+    A worker claims an environment with one conditional UPDATE that moves `next_sweep_at`
+    forward only if it is due (the database lets exactly one concurrent UPDATE match),
+    before it calls Coalesce. So two workers never poll the same environment in one
+    interval, and a worker that dies mid-sweep holds no lock: its claim simply expires at
+    `next_sweep_at`.
     """
 
     profile = models.OneToOneField(EnvironmentProfile, on_delete=models.CASCADE,

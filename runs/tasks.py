@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from django_tasks import task
+from django_tasks import TaskResultStatus, task
 from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.models import DBTaskResult
 
@@ -31,7 +31,10 @@ def _sweep_waiting() -> bool:
     """Whether a sweep is already queued (only the database backend can tell)."""
     if not isinstance(sweep_runs.get_backend(), DatabaseBackend):
         return False
-    return DBTaskResult.objects.ready().filter(task_path=sweep_runs.module_path).exists()
+    # Not .ready(): that leaves out tasks whose run_after is still ahead, which is exactly
+    # how the next sweep waits, so every call would queue another chain.
+    return DBTaskResult.objects.filter(status=TaskResultStatus.READY,
+                                       task_path=sweep_runs.module_path).exists()
 
 
 def schedule_sweep(*, delay: float = 0) -> None:

@@ -1,0 +1,219 @@
+"""Benchmark of the status sweep (runs.follow) at scale: a script, not a test.
+
+    python bench/follow.py [--runs 1000] [--environments 5] [--sweeps 5]
+
+Starts --runs active runs across --environments environments in an in-process Coalesce
+simulator (its clock frozen and moved forward by hand, start times spread so that some
+runs finish between sweeps), creates the matching profiles and Run rows in bulk, then runs
+--sweeps sweeps one interval apart. Per sweep it prints the active runs, the runs that
+finished, the Coalesce calls made (the simulator's counter), the wall time, and what
+polling each run's status (one runStatus call per active run, as the Airflow and Dagster
+integrations do) would have cost. It also makes those per-run calls for real once
+(CoalesceClient.run_status for every run) to compare wall times. Targets:
+
+    calls per sweep <= environments + runs finished in it; sweep over 1,000 runs < 2 s.
+
+Database: DATABASE_URL if set (PostgreSQL: use a database of its own whose name contains
+"bench", because runs, profiles and follow states are deleted first), else a SQLite file
+in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+INTERVAL = 10.0  # seconds between sweeps, FOLLOW_INTERVAL_SECONDS' default
+# Start times are spread over SPREAD_INTERVALS intervals and every run lasts a little
+# longer than that spread: none has finished at the first sweep, then about 1 in 6.5 of
+# them finishes in each interval after it.
+SPREAD_INTERVALS = 6.5
+TARGET_SWEEP_S = 2.0
+TOKEN = "sim-token"
+
+
+def configure() -> str:
+    """Test-like settings from the environment (defaults for the bench only); the DB label."""
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production-0123456789")
+    key = base64.b64encode(b"bench-only-key-32-bytes-long!!!!").decode()
+    os.environ.setdefault("CREDENTIALS_ENCRYPTION_KEYS", f"bench1:{key}")
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+    os.environ.setdefault("LOG_LEVEL", "ERROR")
+    os.environ.setdefault("FOLLOW_INTERVAL_SECONDS", str(int(INTERVAL)))
+    if not os.environ.get("DATABASE_URL"):
+        path = str(Path(tempfile.mkdtemp(prefix="follow-bench-")) / "bench.db")
+        os.environ["SQLITE_PATH"] = path
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    warnings.filterwarnings("ignore", message="No directory at")
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    return f"{connection.vendor} ({connection.settings_dict['NAME']})"
+
+
+class FrozenClock:
+    """The simulator's clock: still until the bench moves it (seconds since the epoch)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def datetime(self) -> datetime:
+        return datetime.fromtimestamp(self.now, UTC)
+
+
+def start_simulator(clock: FrozenClock, run_seconds: float):
+    from runs.simulator import make_server
+
+    server = make_server("127.0.0.1", 0, token=TOKEN, run_seconds=run_seconds, clock=clock)
+    thread = threading.Thread(target=server.serve_forever, name="simulator", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def seed(server, clock: FrozenClock, runs: int, environments: int) -> list:
+    """Profiles, then `runs` runs started in the simulator over the spread, and their rows."""
+    from django.contrib.auth.models import User
+
+    from runs.models import EnvironmentProfile, FollowState, Run, RunEvent
+
+    RunEvent.objects.all().delete()
+    Run.objects.all().delete()
+    FollowState.objects.all().delete()
+    EnvironmentProfile.objects.filter(name__startswith="Bench env").delete()
+    user, _ = User.objects.get_or_create(username="bench-follow")
+    profiles = []
+    for e in range(environments):
+        profile = EnvironmentProfile(
+            name=f"Bench env {e}", base_url=server.state.base_url, environment_id=f"bench-{e}",
+            snowflake_auth_type=EnvironmentProfile.AuthType.OAUTH)
+        profile.set_secret("api_token", TOKEN, by="bench")
+        profile.save()
+        profiles.append(profile)
+    by_environment = {p.environment_id: p for p in profiles}
+
+    step = SPREAD_INTERVALS * INTERVAL / runs
+    rows = []
+    for i in range(runs):
+        # Environments in turn; every run a little later than the one before.
+        [sim_run] = server.state.create_runs(1, [f"bench-{i % environments}"], job_id="7")
+        profile = by_environment[sim_run.environment_id]
+        rows.append(Run(
+            submit_token=uuid.uuid4(), profile=profile, created_by=user,
+            environment_id=profile.environment_id, job_id="7", parallelism=8, request_body={},
+            status=Run.Status.STARTED, run_counter=sim_run.run_counter,
+            run_link=f"{server.state.base_url}/runs/{sim_run.run_counter}",
+            created_at=sim_run.started_at, coalesce_status="waitingToRun"))
+        clock.now += step
+    Run.objects.bulk_create(rows, batch_size=500)
+    return profiles
+
+
+def per_run_polling(profiles) -> tuple[int, float]:
+    """(calls, seconds) of asking runStatus once for every active run, for real."""
+    from runs.coalesce import CoalesceClient
+    from runs.follow import active_runs
+
+    calls = 0
+    started = time.perf_counter()
+    for profile in profiles:
+        client = CoalesceClient(profile.base_url, profile.get_secret("api_token"),
+                                rate_limit_retries=0)
+        try:
+            for counter in active_runs().filter(profile=profile).values_list(
+                    "run_counter", flat=True):
+                client.run_status(counter)
+                calls += 1
+        finally:
+            client.close()
+    return calls, time.perf_counter() - started
+
+
+def sweeps(server, clock: FrozenClock, count: int, environments: int) -> list[float]:
+    from runs import follow
+
+    print(f"\n{'sweep':>5} {'active':>7} {'finished':>9} {'updated':>8} {'calls':>6} "
+          f"{'target':>7} {'wall ms':>8} {'per-run polling calls':>22}")
+    walls = []
+    for number in range(1, count + 1):
+        active = follow.active_runs().count()
+        before = server.state.total_calls()
+        started = time.perf_counter()
+        report = follow.sweep(now=clock.datetime(), interval=INTERVAL)
+        wall = time.perf_counter() - started
+        calls = server.state.total_calls() - before
+        target = environments + report.finished
+        walls.append(wall)
+        if report.errors:
+            print("  errors:", "; ".join(report.errors))
+        verdict = "ok" if calls <= target and wall < TARGET_SWEEP_S else "MISSED"
+        print(f"{number:>5} {active:>7,} {report.finished:>9,} {report.updated:>8,} "
+              f"{calls:>6,} {'<= ' + str(target):>7} {wall * 1000:>8.0f} {active:>22,}  {verdict}")
+        assert calls == report.calls, (calls, report.calls)
+        clock.now += INTERVAL
+    return walls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=1_000)
+    parser.add_argument("--environments", type=int, default=5)
+    parser.add_argument("--sweeps", type=int, default=5)
+    args = parser.parse_args()
+    label = configure()
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    if connection.vendor == "postgresql" and "bench" not in connection.settings_dict["NAME"]:
+        sys.exit("Refusing: this deletes every run; use a database whose name contains "
+                 "'bench' (psql -h 127.0.0.1 -U postgres -c 'create database benchfollow').")
+    print(f"database: {label}; {args.runs:,} runs across {args.environments} environments, "
+          f"{args.sweeps} sweeps {INTERVAL:g} s apart")
+    call_command("migrate", verbosity=0)
+    clock = FrozenClock()
+    run_seconds = (SPREAD_INTERVALS + 0.1) * INTERVAL
+    server, thread = start_simulator(clock, run_seconds)
+    try:
+        started = time.perf_counter()
+        profiles = seed(server, clock, args.runs, args.environments)
+        print(f"seeded in {time.perf_counter() - started:.1f} s; runs last {run_seconds:g} s")
+
+        calls, seconds = per_run_polling(profiles)
+        print(f"per-run polling, measured once: {calls:,} runStatus calls in "
+              f"{seconds * 1000:.0f} ms ({seconds / max(calls, 1) * 1000:.2f} ms a call "
+              "against the local simulator; a remote API costs far more per call)")
+        polled = server.state.calls_snapshot()
+
+        walls = sweeps(server, clock, args.sweeps, args.environments)
+        print(f"\nsweep wall time: median {statistics.median(walls) * 1000:.0f} ms, "
+              f"max {max(walls) * 1000:.0f} ms (target < {TARGET_SWEEP_S * 1000:.0f} ms "
+              f"over {args.runs:,} active runs)")
+        swept = {name: count - polled.get(name, 0)
+                 for name, count in sorted(server.state.calls_snapshot().items())}
+        print("sweeps' calls per endpoint:", {k: v for k, v in swept.items() if v})
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+if __name__ == "__main__":
+    main()
