@@ -21,7 +21,7 @@ import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from urllib.parse import urlencode
 
 from django import forms
@@ -347,12 +347,11 @@ class RunFilterForm(forms.Form):
     """The history's query string. The environments offered are `profiles`, the people
     those who started one of `runs`: the viewer never sees a choice they may not use."""
 
-    environment = forms.ModelChoiceField(
-        queryset=EnvironmentProfile.objects.none(), required=False,
-        empty_label="All environments", widget=QuickSelect)
-    user = forms.ModelChoiceField(
-        queryset=User.objects.none(), required=False, label="Started by",
-        empty_label="Anyone", widget=QuickSelect)
+    # Choices are set per viewer in __init__; values are ids.
+    environment = forms.TypedChoiceField(coerce=int, empty_value=None, required=False,
+                                         widget=QuickSelect)
+    user = forms.TypedChoiceField(coerce=int, empty_value=None, required=False,
+                                  label="Started by", widget=QuickSelect)
     status = forms.ChoiceField(choices=STATUS_CHOICES, required=False, widget=QuickSelect)
     date_from = forms.DateField(required=False, label="From",
                                 widget=forms.DateInput(attrs={"type": "date"}))
@@ -367,14 +366,19 @@ class RunFilterForm(forms.Form):
     def __init__(self, *args, runs: QuerySet[Run], profiles: QuerySet[EnvironmentProfile],
                  **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["environment"].queryset = profiles.only("pk", "name").order_by("name")
+        # Each list is read once, and only if the form is rendered or that filter is set
+        # (an htmx page of rows needs neither). Plain queries: a ModelChoiceField would
+        # build model instances and, on PostgreSQL, open a server-side cursor for each.
+        environments = profiles.order_by("name").values_list("pk", "name")
+        self.fields["environment"].choices = cache(
+            lambda: [("", "All environments"), *environments])
         # An EXISTS probe per person on an index that starts with created_by, where a
         # DISTINCT would read every run. (For analysts the probe also needs the profile in
         # that index: see bench/history.py's proposed index.)
-        self.fields["user"].queryset = User.objects.filter(
-            Exists(runs.filter(created_by=OuterRef("pk")))
-        ).only("pk", User.USERNAME_FIELD).order_by(User.USERNAME_FIELD)
-        self.fields["user"].label_from_instance = lambda user: user.get_username()
+        name = User.USERNAME_FIELD
+        people = User.objects.filter(Exists(runs.filter(created_by=OuterRef("pk"))))
+        self.fields["user"].choices = cache(
+            lambda: [("", "Anyone"), *people.order_by(name).values_list("pk", name)])
 
     def clean_cursor(self) -> Cursor | None:
         token = self.cleaned_data["cursor"]
@@ -458,8 +462,8 @@ class RunHistory:
         """The filters as a normalised query string, plus `overrides` (e.g. cursor=…)."""
         data = self._data
         params = {
-            "environment": data["environment"].pk if data["environment"] else "",
-            "user": data["user"].pk if data["user"] else "",
+            "environment": data["environment"] or "",
+            "user": data["user"] or "",
             "status": data["status"],
             "date_from": data["date_from"].isoformat() if data["date_from"] else "",
             "date_to": data["date_to"].isoformat() if data["date_to"] else "",
@@ -468,6 +472,12 @@ class RunHistory:
             **overrides,
         }
         return urlencode({k: v for k, v in params.items() if v not in ("", None)})
+
+    def page_querystring(self, page: Page) -> str:
+        """The query string that shows `page` again ("" for the newest page, unfiltered)."""
+        if page.newer is None:
+            return self.querystring()
+        return self.querystring(cursor=self.form.data.get("cursor", ""))
 
     def page(self) -> Page:
         """The page the cursor points at: at most 2 queries, whatever the depth."""

@@ -249,6 +249,9 @@ class Run(models.Model):
             models.Index(fields=["-created_at", "-id"], name="run_newest_first"),
             models.Index(fields=["profile", "-created_at", "-id"], name="run_profile_newest"),
             models.Index(fields=["created_by", "-created_at", "-id"], name="run_user_newest"),
+            # An analyst's "Started by" choices: the users of the profiles they may see.
+            models.Index(fields=["created_by", "profile", "-created_at", "-id"],
+                         name="run_user_profile_newest"),
             models.Index(fields=["status", "-created_at", "-id"], name="run_status_newest"),
             models.Index(fields=["coalesce_status", "-created_at", "-id"],
                          name="run_cstatus_newest"),

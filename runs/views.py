@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
 from runs import follow, service, tasks
 from runs.coalesce import CoalesceClient
@@ -39,12 +39,23 @@ def _get_profile_for_user(request: HttpRequest, pk) -> EnvironmentProfile:
         raise Http404("No such environment.") from None
 
 
+def _visible_profiles(user):
+    """The profiles whose runs _visible_runs(user) shows: the same rule, applied to the
+    profiles, for the environment filter. (Deriving them from the runs instead would read
+    every run of each profile the user may not see.)"""
+    if user.has_perm("runs.view_run"):
+        return EnvironmentProfile.objects.all()
+    return EnvironmentProfile.runnable_by(user)
+
+
 def _visible_runs(user):
     """Runs this user may see: auditors (view_run) and superusers all, analysts by profile."""
     runs = Run.objects.select_related("profile", "created_by")
     if user.has_perm("runs.view_run"):
         return runs
-    return runs.filter(profile__in=EnvironmentProfile.runnable_by(user))
+    # A list of ids rather than a subquery: the planner then picks the per-profile indexes.
+    profile_ids = list(_visible_profiles(user).values_list("pk", flat=True))
+    return runs.filter(profile_id__in=profile_ids)
 
 
 def _get_run_for_user(request: HttpRequest, pk: int) -> Run:
@@ -57,9 +68,14 @@ def run_list(request: HttpRequest):
     history = _history(request)
     if not history.is_valid():
         return _invalid_filters(request, history, "runs/run_list.html#run-rows")
-    context = {"history": history, "page": history.page()}
-    template = "runs/run_list.html#run-rows" if request.htmx else "runs/run_list.html"
-    return render(request, template, context)
+    page = history.page()
+    if not request.htmx:
+        return render(request, "runs/run_list.html", {"history": history, "page": page})
+    response = render(request, "runs/run_list.html#run-rows", {"history": history, "page": page})
+    # The address bar gets the page's own URL: no empty filters from the form, and no
+    # cursor once paging back has reached the newest runs.
+    query = history.page_querystring(page)
+    return push_url(response, f"{request.path}?{query}" if query else request.path)
 
 
 @login_required
@@ -109,15 +125,6 @@ def export_runs(request: HttpRequest):
 def _history(request: HttpRequest) -> RunHistory:
     user = request.user
     return RunHistory(_visible_runs(user), request.GET, profiles=_visible_profiles(user))
-
-
-def _visible_profiles(user):
-    """The profiles whose runs _visible_runs(user) shows: the same rule, applied to the
-    profiles, for the environment filter. (Deriving them from the runs instead would read
-    every run of each profile the user may not see.)"""
-    if user.has_perm("runs.view_run"):
-        return EnvironmentProfile.objects.all()
-    return EnvironmentProfile.runnable_by(user)
 
 
 def _invalid_filters(request: HttpRequest, history: RunHistory, fragment: str = ""):
