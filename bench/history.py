@@ -1,6 +1,6 @@
 """Benchmark of the run history at scale: a script, not a test.
 
-    python bench/history.py [--rows 1000000] [--repeat 30] [--explain] [--proposed-index]
+    python bench/history.py [--rows 1000000] [--repeat 30] [--explain]
 
 Creates the schema (migrate), seeds --rows runs over two years across 20 environments and
 200 users with bulk inserts (executemany on SQLite, COPY on PostgreSQL), then measures on
@@ -13,9 +13,6 @@ peak memory). It prints a table against the targets:
 
     history pages <= 25 ms median, >= 5x faster than the admin change list,
     export > 50,000 rows/s with peak memory < 150 MB.
-
---proposed-index adds the index this benchmark shows Run.Meta is missing (see
-PROPOSED_INDEX); without the flag it is dropped again, unless Run.Meta defines it.
 
 Database: DATABASE_URL if set (PostgreSQL: use a database of its own; its name must contain
 "bench", because the runs table is emptied first), else a SQLite file in a temporary
@@ -47,13 +44,6 @@ N_USERS = 200
 N_GROUPS = 10  # each group may run 2 environments and has 20 users
 SPAN = timedelta(days=730)
 SEED_CHUNK = 20_000
-# The index this benchmark shows is missing. For an analyst, the "Started by" choices are
-# the people with runs on the analyst's environments: an EXISTS probe per person that,
-# without it, reads every run of each person who never used those environments. It also
-# makes "user + environment" pages index range scans.
-PROPOSED_INDEX_NAME = "run_user_profile_newest"
-PROPOSED_INDEX = (f"{PROPOSED_INDEX_NAME} ON runs_run "
-                  "(created_by_id, profile_id, created_at DESC, id DESC)")
 TARGET_PAGE_MS = 25.0
 TARGET_ADMIN_RATIO = 5.0
 TARGET_EXPORT_ROWS_S = 50_000
@@ -371,23 +361,6 @@ def explain() -> None:
         print(f"\n== {name}\n{query[:51].explain()}")
 
 
-def _proposed_index(wanted: bool) -> None:
-    from django.db import connection
-
-    from runs.models import Run
-
-    if any(index.name == PROPOSED_INDEX_NAME for index in Run._meta.indexes):
-        print(f"index {PROPOSED_INDEX_NAME}: defined in Run.Meta")
-        return
-    with connection.cursor() as cursor:
-        if wanted:
-            cursor.execute(f"CREATE INDEX IF NOT EXISTS {PROPOSED_INDEX}")
-            cursor.execute("ANALYZE runs_run" if connection.vendor == "postgresql" else "ANALYZE")
-        else:
-            cursor.execute(f"DROP INDEX IF EXISTS {PROPOSED_INDEX_NAME}")
-    print(f"proposed index {PROPOSED_INDEX}: {'added' if wanted else 'absent'}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -396,8 +369,6 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="measure the runs already seeded")
     parser.add_argument("--explain", action="store_true", help="print the query plans")
     parser.add_argument("--no-export", action="store_true", help="skip the CSV export")
-    parser.add_argument("--proposed-index", action="store_true",
-                        help=f"add the index proposed for Run.Meta ({PROPOSED_INDEX})")
     args = parser.parse_args()
     label = configure(args.sqlite_path)
 
@@ -411,7 +382,6 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     if not args.reuse:
         seed(args.rows)
-    _proposed_index(args.proposed_index)
     if args.explain:
         explain()
     measure(args.repeat, do_export=not args.no_export)
