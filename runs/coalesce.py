@@ -1,4 +1,5 @@
-"""The one module that talks to Coalesce (contract: /work/shared/coalesce-api.md).
+"""The one module that talks to Coalesce (its public API reference; the 2024 OpenAPI
+description is in tests/data/coalesce-openapi-2024.yaml).
 
 Everything that goes over the wire to Coalesce passes through `CoalesceClient`. It turns
 every `requests` exception and every unexpected answer into a `CoalesceError` whose

@@ -2,7 +2,7 @@
 
 Python's `cryptography` accepts much more damage than OpenSSL 3 or Node (and so, probably,
 Coalesce): a key that it loads can still be rejected downstream. So a key is not only checked
-but rebuilt into one canonical PEM, following credentials.md section 2.3:
+but rebuilt into one canonical PEM, in this order:
 
 1. pre-clean the pasted text (quotes, escaped newlines, CRLF, NBSP, indentation);
 2. identify what was pasted, with a specific message for each wrong thing;

@@ -1,6 +1,6 @@
 """A local stand-in for the Coalesce API (in the spirit of stripe-mock), standard library only.
 
-It serves the slice of the API the dashboard uses (contract: /work/shared/coalesce-api.md):
+It serves the slice of the API the dashboard uses (Coalesce's public API reference):
 
 - ``POST /scheduler/startRun``   validates the body strictly (2.1), answers ``{"runCounter": N}``;
 - ``POST /scheduler/rerun``      ``{runDetails: {runID: "<counter>"}, userCredentials}`` (2.2):

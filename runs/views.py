@@ -53,9 +53,7 @@ def _visible_runs(user):
     runs = Run.objects.select_related("profile", "created_by")
     if user.has_perm("runs.view_run"):
         return runs
-    # A list of ids rather than a subquery: the planner then picks the per-profile indexes.
-    profile_ids = list(_visible_profiles(user).values_list("pk", flat=True))
-    return runs.filter(profile_id__in=profile_ids)
+    return runs.filter(profile__in=_visible_profiles(user))
 
 
 def _get_run_for_user(request: HttpRequest, pk: int) -> Run:
