@@ -373,8 +373,8 @@ class RunFilterForm(forms.Form):
         self.fields["environment"].choices = cache(
             lambda: [("", "All environments"), *environments])
         # An EXISTS probe per person on an index that starts with created_by, where a
-        # DISTINCT would read every run. (For analysts the probe also needs the profile in
-        # that index: see bench/history.py's proposed index.)
+        # DISTINCT would read every run. (For analysts the probe also narrows by profile:
+        # the index run_user_profile_newest serves that.)
         name = User.USERNAME_FIELD
         people = User.objects.filter(Exists(runs.filter(created_by=OuterRef("pk"))))
         self.fields["user"].choices = cache(
