@@ -48,8 +48,8 @@ MULTIPLE_BLOCKS = (
     "from its -----BEGIN line to its -----END line."
 )
 UNKNOWN_BLOCK = (
-    "This isn't a private key. Paste the private key (rsa_key.p8); it starts with "
-    "-----BEGIN PRIVATE KEY----- or -----BEGIN ENCRYPTED PRIVATE KEY-----."
+    "This isn't a private key. Paste the private key (rsa_key.p8); its first line is "
+    "-----BEGIN PRIVATE KEY or -----BEGIN ENCRYPTED PRIVATE KEY."
 )
 BASE64_OF_PEM = (
     "This looks like base64-encoded text. Paste the key file's contents as they are, "
