@@ -107,7 +107,10 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
         for profile in queryset:
             try:
                 client = CoalesceClient(profile.base_url, profile.get_secret("api_token"))
-                client.test_connection()
+                try:
+                    client.test_connection()
+                finally:
+                    client.close()
             except CoalesceError as exc:
                 self.message_user(request, f"{profile.name}: {exc.message}", messages.ERROR)
             except CredentialDecryptionError:

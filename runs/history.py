@@ -631,8 +631,9 @@ def _iso(text: str | None) -> str:
     return text + "+00:00"
 
 
-def _text(value: str) -> str:
-    return "'" + value if value and value[0] in FORMULA_PREFIXES else value
+def csv_safe(value):
+    """Text a spreadsheet would run as a formula gets a leading quote (CSV injection)."""
+    return "'" + value if isinstance(value, str) and value[:1] in FORMULA_PREFIXES else value
 
 
 def csv_record(values: tuple) -> list:
@@ -644,10 +645,10 @@ def csv_record(values: tuple) -> list:
         seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
         duration = seconds if seconds >= 0 else ""
     return [
-        pk, _iso(created), _text(created_by), _text(environment), _text(job_id),
-        _text(include), _text(exclude), parallelism, "yes" if force else "no",
-        "" if run_counter is None else run_counter, _text(run_link), _text(status),
-        _text(coalesce_status), _iso(started), _iso(ended), duration, _text(error),
+        pk, _iso(created), csv_safe(created_by), csv_safe(environment), csv_safe(job_id),
+        csv_safe(include), csv_safe(exclude), parallelism, "yes" if force else "no",
+        "" if run_counter is None else run_counter, csv_safe(run_link), csv_safe(status),
+        csv_safe(coalesce_status), _iso(started), _iso(ended), duration, csv_safe(error),
     ]
 
 

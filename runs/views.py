@@ -23,8 +23,9 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from runs import follow, service, tasks
 from runs.coalesce import CoalesceClient
+from runs.encryption import CredentialDecryptionError
 from runs.forms import AuditFilterForm, RerunForm, RunForm
-from runs.history import FORMULA_PREFIXES, PAGE_SIZE, Page, RunHistory, csv_chunks, rows_for
+from runs.history import PAGE_SIZE, Page, RunHistory, csv_chunks, csv_safe, rows_for
 from runs.http import client_ip
 from runs.models import AuditEntry, EnvironmentProfile, Run
 from runs.results import failed_first, results_from_json
@@ -253,9 +254,10 @@ def _submit_run(request: HttpRequest):
 @require_GET
 def run_detail(request: HttpRequest, pk: int):
     run = _get_run_for_user(request, pk)
-    if _is_live(run):
+    live = _live_context(request, run)
+    if live["live"]:
         tasks.ensure_sweeping()  # restarts the follow chain if a worker lost it
-    context = {**_live_context(request, run), "events": run.events.all(),
+    context = {**live, "events": run.events.all(),
                "request_json": json.dumps(run.request_body, indent=2, sort_keys=True)}
     return render(request, "runs/run_detail.html", context)
 
@@ -265,9 +267,9 @@ def run_detail(request: HttpRequest, pk: int):
 def run_status(request: HttpRequest, pk: int):
     """The run page's live part, polled by htmx while the run moves; 286 stops it."""
     run = _get_run_for_user(request, pk)
-    html = render_to_string("runs/run_detail.html#run-live", _live_context(request, run),
-                            request=request)
-    return HttpResponse(html) if _is_live(run) else HttpResponseStopPolling(html)
+    context = _live_context(request, run)
+    html = render_to_string("runs/run_detail.html#run-live", context, request=request)
+    return HttpResponse(html) if context["live"] else HttpResponseStopPolling(html)
 
 
 def _is_live(run: Run) -> bool:
@@ -294,8 +296,13 @@ def refresh_results(request: HttpRequest, pk: int):
     if run.run_counter is None:
         messages.error(request, "This run has no runCounter, so Coalesce has no results for it.")
     else:
-        client = CoalesceClient(run.profile.base_url, run.profile.get_secret("api_token"),
-                                rate_limit_retries=0)
+        try:
+            token = run.profile.get_secret("api_token")
+        except CredentialDecryptionError:
+            messages.error(request, "The profile's API token cannot be decrypted with the "
+                           "configured keys; an admin must enter it again.")
+            return redirect(run)
+        client = CoalesceClient(run.profile.base_url, token, rate_limit_retries=0)
         try:
             follow.fetch_results(client, run)
         finally:
@@ -389,11 +396,6 @@ def export_audit_log(request: HttpRequest):
     return response
 
 
-def _csv_safe(value):
-    """Text a spreadsheet would run as a formula gets a leading quote (CSV injection)."""
-    return "'" + value if isinstance(value, str) and value[:1] in FORMULA_PREFIXES else value
-
-
 def _audit_csv(entries, batch_size: int = 2000):
     """CSV text in chunks, walking the log by seq so memory stays flat at any size."""
     buffer = io.StringIO()
@@ -403,7 +405,7 @@ def _audit_csv(entries, batch_size: int = 2000):
     while True:
         batch = list(entries.filter(seq__gt=last_seq).order_by("seq")[:batch_size])
         for e in batch:
-            writer.writerow([_csv_safe(v) for v in (
+            writer.writerow([csv_safe(v) for v in (
                 e.seq, e.at.isoformat(), e.actor, e.ip or "", e.action, e.target,
                 json.dumps(e.details, sort_keys=True), e.hash)])
         yield buffer.getvalue()

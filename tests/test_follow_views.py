@@ -229,3 +229,15 @@ def test_rerun_parameters_are_checked(alice_client, alice, profile):
         page = alice_client.post(reverse("runs:rerun", args=[run.pk]), data).content.decode()
     assert "parameter names must be unique" in page
     assert not Run.objects.filter(rerun_of=run).exists()
+
+
+def test_fetching_results_with_an_undecryptable_token_says_so(alice_client, alice, profile,
+                                                              settings):
+    from runs.encryption import generate_key
+
+    run = _run(profile, alice)
+    settings.CREDENTIALS_ENCRYPTION_KEYS = generate_key("other")  # the stored key is gone
+    with responses.RequestsMock():  # nothing may be sent
+        response = alice_client.post(reverse("runs:refresh_results", args=[run.pk]),
+                                     follow=True)
+    assert "API token cannot be decrypted" in response.content.decode()
