@@ -6,13 +6,10 @@ from django.contrib import admin, messages
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from runs import audit
-from runs.coalesce import CoalesceClient, CoalesceError
-from runs.encryption import CredentialDecryptionError
+from runs import audit, service
 from runs.forms import ProfileForm
 from runs.models import AuditEntry, EnvironmentProfile, Run, RunEvent
 
-SECRET_POST_FIELDS = ("api_token", "snowflake_password", "private_key", "private_key_passphrase")
 SECRET_ACTIONS = {
     "stored": audit.Action.CREDENTIAL_STORED,
     "replaced": audit.Action.CREDENTIAL_REPLACED,
@@ -70,7 +67,7 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
         return f"RSA {profile.private_key_size}, {profile.private_key_fingerprint}"
 
     # Django's debug page and error e-mails must never show what was posted here.
-    @method_decorator(sensitive_post_parameters(*SECRET_POST_FIELDS))
+    @method_decorator(sensitive_post_parameters(*EnvironmentProfile.SECRETS))
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         return super().changeform_view(request, object_id, form_url, extra_context)
 
@@ -105,17 +102,9 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
     @admin.action(description="Test connection")
     def test_connection(self, request, queryset):
         for profile in queryset:
-            try:
-                client = CoalesceClient(profile.base_url, profile.get_secret("api_token"))
-                try:
-                    client.test_connection()
-                finally:
-                    client.close()
-            except CoalesceError as exc:
-                self.message_user(request, f"{profile.name}: {exc.message}", messages.ERROR)
-            except CredentialDecryptionError:
-                self.message_user(request, f"{profile.name}: the stored API token cannot be "
-                                  "decrypted with the configured keys.", messages.ERROR)
+            problem = service.test_connection(profile)
+            if problem:
+                self.message_user(request, f"{profile.name}: {problem}", messages.ERROR)
             else:
                 self.message_user(request, f"{profile.name}: connected to Coalesce.",
                                   messages.SUCCESS)

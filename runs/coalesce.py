@@ -5,12 +5,13 @@ Everything that goes over the wire to Coalesce passes through `CoalesceClient`. 
 every `requests` exception and every unexpected answer into a `CoalesceError` whose
 `message` is fit to show a user, and returns small dataclasses instead of raw JSON.
 
-Retries: startRun and rerun are not idempotent, so the only automatic retry of a POST is
-the one urllib3 makes when a *connection* could not be opened (nothing was sent). Read
-timeouts, dropped connections and error statuses are never retried here; the caller
-decides. The one exception: a GET answered with 429 is retried up to `rate_limit_retries`
-times, waiting as long as Retry-After says (capped at `max_retry_wait`), because a GET
-changes nothing.
+Retries: startRun and rerun are not idempotent, so the only automatic retry is the one
+urllib3 makes when a *connection* could not be opened (nothing was sent). Read timeouts,
+dropped connections, 429s and error statuses are never retried here; the caller decides
+(the sweep backs off per environment, a person presses the button again).
+
+`client_for(profile)` is the one place a client is opened for an environment profile.
+What this project relies on from Coalesce's API is written down in docs/coalesce-api.md.
 """
 
 from __future__ import annotations
@@ -24,22 +25,26 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3 import exceptions as urllib3_exceptions
 from urllib3.util.retry import Retry
 
+from runs.encryption import CredentialDecryptionError
 from runs.redaction import scrub, secrets_in_use
 from runs.results import NodeResult, as_count, as_text, parse_datetime, parse_results
+from runs.validators import normalise_base_url
 
 logger = logging.getLogger("runs.coalesce")
 
@@ -56,14 +61,9 @@ _READ_CHUNK = 64 * 1024
 # and scrubbing them would make Coalesce's error text harder to read.
 _SECRET_CREDENTIAL_KEYS = ("snowflakePassword", "snowflakeKeyPairKey", "snowflakeKeyPairPass")
 _MAY_HAVE_STARTED = "The run may have started: check Coalesce before starting it again."
-RATE_LIMIT_RETRIES = 3
-MAX_RETRY_WAIT = 30.0
-# Waits when a 429 has no usable Retry-After: 1, 2, 4 s (each capped at max_retry_wait).
-_BACKOFF_START = 1.0
 MAX_LIST_LIMIT = 1000
-MAX_RUN_PAGES = 100
-_ORDER_BY = ("id", "runStartTime", "runEndTime")
-_DIRECTIONS = ("asc", "desc")
+TOKEN_UNREADABLE = ("The profile's API token cannot be decrypted with the configured keys, "
+                    "so nothing was sent: an admin must enter it again.")
 
 
 class FailureKind(enum.StrEnum):
@@ -76,22 +76,8 @@ class FailureKind(enum.StrEnum):
     CONNECT_FAILED = "connect_failed"
     TIMEOUT = "timeout"
     BAD_RESPONSE = "bad_response"
-
-    @property
-    def label(self) -> str:
-        """A short plain description, e.g. for a badge or an admin filter."""
-        return _LABELS[self]
-
-
-_LABELS = {
-    FailureKind.REJECTED: "Coalesce rejected the request",
-    FailureKind.UNAUTHORIZED: "Token not accepted",
-    FailureKind.RATE_LIMITED: "Rate limited by Coalesce",
-    FailureKind.UNAVAILABLE: "Coalesce unavailable",
-    FailureKind.CONNECT_FAILED: "Could not connect",
-    FailureKind.TIMEOUT: "No answer (outcome unknown)",
-    FailureKind.BAD_RESPONSE: "Unexpected answer from Coalesce",
-}
+    # Nothing left this process: the profile's secrets cannot be decrypted.
+    NOT_SENT = "not_sent"
 
 
 class CoalesceError(Exception):
@@ -128,12 +114,6 @@ class CoalesceError(Exception):
     def __str__(self) -> str:
         return self.message
 
-    @property
-    def retryable(self) -> bool:
-        """True when trying the same call again later is safe and may succeed."""
-        transient = {FailureKind.RATE_LIMITED, FailureKind.UNAVAILABLE, FailureKind.CONNECT_FAILED}
-        return self.kind in transient and not self.may_have_started
-
 
 @dataclass(frozen=True)
 class StartedRun:
@@ -144,8 +124,7 @@ class StartedRun:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One run as GET /api/v1/runs lists it (RunSummary) or GET /api/v1/runs/{id} returns
-    it (RunInfo).
+    """One run as GET /api/v1/runs lists it (docs/coalesce-api.md §4.1).
 
     `status` and `run_type` are Coalesce's strings unchanged ("" when missing), so an
     unknown status is shown rather than crashed on. Times are aware datetimes or None when
@@ -156,7 +135,7 @@ class RunSummary:
     `runDetails.environmentID`.
     """
 
-    id: int
+    run_counter: int
     status: str
     run_type: str
     start_time: datetime | None
@@ -176,16 +155,6 @@ class RunPage:
 
     runs: list[RunSummary]
     next: str | int | None
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    """GET /scheduler/runStatus: `status` unchanged (it may be a value not in the contract),
-    `run_link` the run's page in Coalesce (an http(s) URL), `run_type` ("" when missing)."""
-
-    status: str
-    run_link: str
-    run_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -236,6 +205,28 @@ def _new_session() -> requests.Session:
     return session
 
 
+@contextmanager
+def client_for(profile, **options) -> Iterator[CoalesceClient]:
+    """The one way to open a client for an environment profile, closed on exit.
+
+    `profile` is anything with `base_url` and `get_secret` (this module never imports the
+    models). An API token that cannot be decrypted is a NOT_SENT CoalesceError, so callers
+    handle every failure with one `except CoalesceError`.
+    """
+    try:
+        # Checked again at call time: the allow-list may have changed since the save.
+        base_url = normalise_base_url(profile.base_url)
+    except ValidationError as exc:
+        raise CoalesceError(FailureKind.NOT_SENT, f"The profile's Coalesce base URL is not "
+                            f"allowed: {exc.messages[0]} Nothing was sent.") from None
+    try:
+        token = profile.get_secret("api_token")
+    except CredentialDecryptionError:
+        raise CoalesceError(FailureKind.NOT_SENT, TOKEN_UNREADABLE) from None
+    with CoalesceClient(base_url, token, **options) as client:
+        yield client
+
+
 class CoalesceClient:
     """Calls to one Coalesce deployment with one access token.
 
@@ -252,16 +243,8 @@ class CoalesceClient:
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        max_retry_wait: float = MAX_RETRY_WAIT,
-        rate_limit_retries: int = RATE_LIMIT_RETRIES,
     ) -> None:
-        """`session`, when given, is used as is: its adapters decide the retry policy.
-
-        `sleep` is called with the seconds to wait before retrying a rate-limited GET (a
-        test can pass a recorder); each wait is at most `max_retry_wait` seconds, and at
-        most `rate_limit_retries` retries follow the first attempt (0 turns them off).
-        """
+        """`session`, when given, is used as is: its adapters decide the retry policy."""
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = float(
             settings.COALESCE_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
@@ -269,9 +252,6 @@ class CoalesceClient:
         self.read_timeout = float(
             settings.COALESCE_READ_TIMEOUT if read_timeout is None else read_timeout
         )
-        self._sleep = sleep
-        self.max_retry_wait = max(0.0, float(max_retry_wait))
-        self.rate_limit_retries = max(0, int(rate_limit_retries))
         self._token = token
         self._session = session if session is not None else _new_session()
         self._session.auth = _BearerAuth(token)
@@ -291,6 +271,12 @@ class CoalesceClient:
     def close(self) -> None:
         """Close the pooled connections."""
         self._session.close()
+
+    def __enter__(self) -> CoalesceClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def run_link(self, run_counter: int) -> str:
         """The Coalesce web page of a run (the runLink shape from runStatus)."""
@@ -314,7 +300,7 @@ class CoalesceClient:
         """
         return self._start("/scheduler/rerun", body)
 
-    def cancel_run(self, *, run_id: int, org_id: str, environment_id: str) -> None:
+    def cancel_run(self, *, run_counter: int, org_id: str, environment_id: str) -> None:
         """POST /scheduler/cancelRun `{"runID": int, "orgID", "environmentID"}`.
 
         Returns None on any 2xx (Coalesce documents 204, empty body); empty `org_id` /
@@ -322,7 +308,7 @@ class CoalesceClient:
         even on 429. Raises CoalesceError; a TIMEOUT means the cancel may or may not have
         been applied, so check the run's status.
         """
-        body: dict[str, Any] = {"runID": _run_id(run_id)}
+        body: dict[str, Any] = {"runID": _run_id(run_counter)}
         if org_id:
             body["orgID"] = org_id
         if environment_id:
@@ -330,49 +316,15 @@ class CoalesceClient:
         with secrets_in_use(self._token):
             self._call("POST", "/scheduler/cancelRun", json_body=body)
 
-    def run_status(self, run_counter: int) -> RunStatus:
-        """GET /scheduler/runStatus?runCounter=N: the live status and the run's page link.
-
-        The status string is returned unchanged. A runLink that is not an http(s) URL (or is
-        missing) is replaced by `run_link(run_counter)`. Raises CoalesceError (BAD_RESPONSE
-        when the answer has no runStatus string; RATE_LIMITED after the 429 retries).
-        """
-        counter = _run_id(run_counter)
-        with secrets_in_use(self._token):
-            answer = self._get("/scheduler/runStatus", {"runCounter": str(counter)})
-            data = self._json_object(answer, starts_run=False)
-            status = data.get("runStatus")
-            if not isinstance(status, str) or not status.strip():
-                raise self._bad_response(answer, "the response has no runStatus", starts_run=False)
-            link = as_text(data.get("runLink")).strip()
-            if urlsplit(link).scheme.lower() not in ("http", "https"):
-                link = self.run_link(counter)
-            return RunStatus(status=status, run_link=link, run_type=as_text(data.get("runType")))
-
-    def get_run(self, run_id: int) -> RunSummary:
-        """GET /api/v1/runs/{run_id}: the run's details (RunInfo), without node results.
-
-        Raises CoalesceError: REJECTED with status_code 404 for an unknown run, BAD_RESPONSE
-        for an answer without a usable integer `id`, RATE_LIMITED after the 429 retries.
-        """
-        with secrets_in_use(self._token):
-            answer = self._get(f"/api/v1/runs/{_run_id(run_id)}")
-            data = self._json_object(answer, starts_run=False)
-            run = _run_summary(data)
-            if run is None:
-                raise self._bad_response(answer, "the run has no integer id", starts_run=False)
-            return run
-
-    def get_results(self, run_id: int) -> list[NodeResult]:
-        """GET /api/v1/runs/{run_id}/results: one NodeResult per node, parsed leniently by
+    def get_results(self, run_counter: int) -> list[NodeResult]:
+        """GET /api/v1/runs/{runCounter}/results: one NodeResult per node, parsed leniently by
         `runs.results.parse_results` (unknown statuses kept, missing fields defaulted).
 
         Raises CoalesceError: BAD_RESPONSE when the answer is not JSON or has no `data` list
-        (a bare list is accepted), REJECTED/404 for an unknown run, RATE_LIMITED after the
-        429 retries.
+        (a bare list is accepted), REJECTED/404 for an unknown run, RATE_LIMITED on a 429.
         """
         with secrets_in_use(self._token):
-            answer = self._get(f"/api/v1/runs/{_run_id(run_id)}/results")
+            answer = self._call("GET", f"/api/v1/runs/{_run_id(run_counter)}/results")
             data = self._json(answer, starts_run=False)
             items = data.get("data") if isinstance(data, dict) else data
             if not isinstance(items, list):
@@ -385,8 +337,8 @@ class CoalesceClient:
         self,
         *,
         environment_id: str,
-        order_by: str = "id",
-        direction: str = "asc",
+        order_by: Literal["id", "runStartTime", "runEndTime"] = "id",
+        direction: Literal["asc", "desc"] = "asc",
         starting_from: str | int | None = None,
         limit: int = MAX_LIST_LIMIT,
         run_type: str | None = "refresh",
@@ -396,18 +348,9 @@ class CoalesceClient:
 
         `starting_from` is the exclusive cursor (a run id when ordering by id); pass
         `RunPage.next` back to get the following page. Items that are not objects or have no
-        integer id are skipped (and logged). Raises ValueError for a limit outside 0..1000
-        or an unknown order; CoalesceError otherwise (BAD_RESPONSE when `data` is not a
-        list, RATE_LIMITED after the 429 retries).
+        integer id are skipped (and logged). Raises CoalesceError (BAD_RESPONSE when `data`
+        is not a list, RATE_LIMITED on a 429).
         """
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise ValueError("limit must be an integer")
-        if not 0 <= limit <= MAX_LIST_LIMIT:
-            raise ValueError(f"limit must be between 0 and {MAX_LIST_LIMIT}")
-        if order_by not in _ORDER_BY:
-            raise ValueError(f"order_by must be one of {', '.join(_ORDER_BY)}")
-        if direction not in _DIRECTIONS:
-            raise ValueError("direction must be asc or desc")
         params = {
             "environmentID": environment_id,
             "orderBy": order_by,
@@ -420,7 +363,7 @@ class CoalesceClient:
         if starting_from is not None and starting_from != "":
             params["startingFrom"] = str(starting_from)
         with secrets_in_use(self._token):
-            answer = self._get("/api/v1/runs", params)
+            answer = self._call("GET", "/api/v1/runs", params=params)
             data = self._json_object(answer, starts_run=False)
             items = data.get("data")
             if not isinstance(items, list):
@@ -434,58 +377,6 @@ class CoalesceClient:
                     len(items) - len(runs),
                 )
             return RunPage(runs=runs, next=_cursor(data.get("next")))
-
-    def iter_runs_since(
-        self,
-        environment_id: str,
-        after_id: int,
-        *,
-        run_type: str | None = "refresh",
-        detail: bool = False,
-        page_size: int = MAX_LIST_LIMIT,
-        max_pages: int = MAX_RUN_PAGES,
-    ) -> Iterator[RunSummary]:
-        """Every run of the environment with id > `after_id`, in ascending id order.
-
-        Lists by ascending id starting from `after_id`, following `next` when Coalesce sends
-        it and otherwise the last id of a full page; stops at an empty or short page, when
-        the cursor stops moving, or after `max_pages` pages (then a warning is logged and the
-        caller can resume from the last id it got). A run is yielded once even if pages
-        overlap. Raises CoalesceError from any page (runs already yielded stay valid).
-        """
-        last_id = _run_id(after_id)
-        cursor: str | int = last_id
-        for page_number in range(max_pages):
-            page = self.list_runs(
-                environment_id=environment_id,
-                order_by="id",
-                direction="asc",
-                starting_from=cursor,
-                limit=page_size,
-                run_type=run_type,
-                detail=detail,
-            )
-            for run in page.runs:
-                if run.id > last_id:
-                    last_id = run.id
-                    yield run
-            if not page.runs:
-                return
-            if page.next is not None:
-                following: str | int = page.next
-            elif len(page.runs) >= page_size:
-                following = max(run.id for run in page.runs)
-            else:
-                return
-            if str(following) == str(cursor):
-                return
-            cursor = following
-            if page_number == max_pages - 1:
-                logger.warning(
-                    "GET /api/v1/runs: stopped after %d pages; resume after run %d",
-                    max_pages,
-                    last_id,
-                )
 
     def _start(self, path: str, body: dict[str, Any]) -> StartedRun:
         credentials = body.get("userCredentials")
@@ -521,22 +412,6 @@ class CoalesceClient:
                 )
 
     # -- transport ------------------------------------------------------------------------
-
-    def _get(self, path: str, params: dict[str, str] | None = None) -> _Answer:
-        """GET with the 429 retry policy: up to `rate_limit_retries` retries, each after
-        Retry-After seconds (or 1, 2, 4 s without one), capped at `max_retry_wait`. Raises
-        the last RATE_LIMITED CoalesceError when every attempt was rate limited."""
-        backoff = _BACKOFF_START
-        for attempt in range(self.rate_limit_retries + 1):
-            try:
-                return self._call("GET", path, params=params)
-            except CoalesceError as error:
-                if error.kind != FailureKind.RATE_LIMITED or attempt == self.rate_limit_retries:
-                    raise
-                wait = error.retry_after if error.retry_after is not None else backoff
-                backoff *= 2
-                self._sleep(min(wait, self.max_retry_wait))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _call(
         self,
@@ -867,13 +742,13 @@ def _run_summary(item: Any) -> RunSummary | None:
     """A RunSummary from a RunSummary/RunInfo object; None without an integer `id`."""
     if not isinstance(item, dict):
         return None
-    run_id = _run_counter(item.get("id"))
-    if run_id is None:
+    run_counter = _run_counter(item.get("id"))
+    if run_counter is None:
         return None
     details = item.get("runDetails")
     details = details if isinstance(details, dict) else {}
     return RunSummary(
-        id=run_id,
+        run_counter=run_counter,
         status=as_text(item.get("runStatus")),
         run_type=as_text(item.get("runType")),
         start_time=parse_datetime(item.get("runStartTime")),

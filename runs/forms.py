@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
-from runs import keys, validators
+from runs import private_keys, validators
 from runs.models import MAX_PARALLELISM, AuditEntry, EnvironmentProfile
+from runs.service import RunRequest
 
 AuthType = EnvironmentProfile.AuthType
 
@@ -86,7 +88,7 @@ class ProfileForm(forms.ModelForm):
     )
     clear_private_key_passphrase = _clear_field("Clear the stored passphrase")
 
-    SECRET_FIELDS = ("api_token", "snowflake_password", "private_key", "private_key_passphrase")
+    SECRET_FIELDS = EnvironmentProfile.SECRETS
 
     class Meta:
         model = EnvironmentProfile
@@ -118,7 +120,7 @@ class ProfileForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.normalised_key: keys.NormalisedKey | None = None
+        self.normalised_key: private_keys.NormalisedKey | None = None
         for name in self.SECRET_FIELDS:
             self.fields[name].help_text = self._status_text(name)
         self.fields["private_key"].help_text += (
@@ -212,10 +214,9 @@ class ProfileForm(forms.ModelForm):
 
     def _normalise(self, text: str, passphrase: str) -> None:
         try:
-            self.normalised_key = keys.normalise_private_key(text, passphrase or None)
-        except keys.PrivateKeyError as exc:
-            field = "private_key_passphrase" if "passphrase" in str(exc).lower() else "private_key"
-            self.add_error(field, str(exc))
+            self.normalised_key = private_keys.normalise_private_key(text, passphrase or None)
+        except private_keys.PrivateKeyError as exc:
+            self.add_error(exc.field, str(exc))
 
     # --- saving ---
 
@@ -262,6 +263,14 @@ def selector_warnings(selector: str) -> list[str]:
         return ["“||” inside one pair of braces matches no nodes in Coalesce. Write separate "
                 "terms joined by OR instead, e.g. {name: A} OR {name: B}."]
     return []
+
+
+def _is_uuid(value: str | None) -> bool:
+    try:
+        uuid.UUID(value or "")
+    except ValueError:
+        return False
+    return True
 
 
 class ParameterRowsForm(forms.Form):
@@ -337,9 +346,18 @@ class RunForm(ParameterRowsForm):
     )
     refresh_all = forms.BooleanField(label="Refresh the entire environment", required=False)
 
-    def __init__(self, *args, user, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["environment"].queryset = EnvironmentProfile.runnable_by(user)
+    STALE_PAGE = ("This page was out of date, so nothing was started. Check the values and "
+                  "press Start run again.")
+
+    def __init__(self, data=None, *args, user, **kwargs):
+        # A posted form without a usable one-time token (an old page, a tampered field)
+        # gets a fresh one, so the page shown again can be sent, but it starts nothing now.
+        self.stale_page = data is not None and not _is_uuid(data.get("submit_token"))
+        if self.stale_page:
+            data = data.copy()
+            data["submit_token"] = str(uuid.uuid4())
+        super().__init__(data, *args, **kwargs)
+        self.fields["environment"].queryset = EnvironmentProfile.objects.runnable_by(user)
         if not user.has_perm("runs.force_run"):
             # Not shown at all; the view refuses a forged POST that carries it.
             del self.fields["force"], self.fields["confirm_name"]
@@ -358,6 +376,8 @@ class RunForm(ParameterRowsForm):
 
     def clean(self):
         cleaned = super().clean()
+        if self.stale_page:
+            self.add_error(None, self.STALE_PAGE)
         if cleaned.get("force"):
             profile = cleaned.get("environment")
             if profile is not None and cleaned.get("confirm_name", "").strip() != profile.name:
@@ -370,6 +390,19 @@ class RunForm(ParameterRowsForm):
                            "refreshes every node: tick “Refresh the entire environment” to "
                            "confirm.")
         return cleaned
+
+    def run_request(self) -> RunRequest:
+        """What the analyst asked for, once the form is valid."""
+        cleaned = self.cleaned_data
+        return RunRequest(
+            profile=cleaned["environment"],
+            job_id=cleaned["job_id"],
+            include_selector=cleaned["include_selector"],
+            exclude_selector=cleaned["exclude_selector"],
+            parallelism=cleaned["parallelism"],
+            force=cleaned.get("force", False),
+            parameters=cleaned["parameters"],
+        )
 
     def warnings(self) -> list[str]:
         found = []

@@ -13,6 +13,24 @@ from runs import encryption
 MAX_PARALLELISM = 1024
 
 
+class EnvironmentProfileQuerySet(models.QuerySet):
+    """Who may use which profile: the one home of that rule (views, forms and the history
+    all ask here, as Django admin asks `get_queryset`)."""
+
+    def runnable_by(self, user) -> EnvironmentProfileQuerySet:
+        """The profiles `user` may start runs on: all for superusers, else by group."""
+        if user.is_superuser:
+            return self.all()
+        return self.filter(allowed_groups__in=user.groups.all()).distinct()
+
+    def visible_to(self, user) -> EnvironmentProfileQuerySet:
+        """The profiles whose runs `user` may see: all for auditors (view_run) and
+        superusers, else the ones they may run."""
+        if user.has_perm("runs.view_run"):
+            return self.all()
+        return self.runnable_by(user)
+
+
 class EnvironmentProfile(models.Model):
     """A Coalesce environment and the Snowflake credentials its refreshes run with.
 
@@ -86,6 +104,8 @@ class EnvironmentProfile(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = EnvironmentProfileQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         verbose_name = "environment profile"
@@ -130,7 +150,7 @@ class EnvironmentProfile(models.Model):
         return encryption.decrypt(stored, **self._encryption_context(name))
 
     def set_private_key(self, key, *, by: str) -> None:
-        """Store a runs.keys.NormalisedKey and its public facts."""
+        """Store a runs.private_keys.NormalisedKey and its public facts."""
         self.set_secret("private_key", key.pem, by=by)
         self.private_key_size = key.key_size
         self.private_key_fingerprint = key.fingerprint
@@ -162,16 +182,46 @@ class EnvironmentProfile(models.Model):
     # --- access ---
 
     def user_may_run(self, user) -> bool:
-        if user.is_superuser:
-            return True
-        return self.allowed_groups.filter(pk__in=user.groups.values("pk")).exists()
+        return EnvironmentProfile.objects.runnable_by(user).filter(pk=self.pk).exists()
 
-    @classmethod
-    def runnable_by(cls, user) -> models.QuerySet[EnvironmentProfile]:
-        """The profiles `user` may start runs on: all for superusers, else by group."""
-        if user.is_superuser:
-            return cls.objects.all()
-        return cls.objects.filter(allowed_groups__in=user.groups.all()).distinct()
+
+class CoalesceStatus(models.TextChoices):
+    """Coalesce's runStatus values (docs/coalesce-api.md). Stored as received: a value not
+    listed here is kept and shown as is, and counts as still moving."""
+
+    WAITING = "waitingToRun", "Waiting to run"
+    INITIALIZING = "initializing", "Initializing"
+    RENDERING = "rendering", "Rendering"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Cancelled"
+
+
+# The run lifecycle, defined once. A run is active (still moving, so the sweep follows it
+# and pages poll it) while all three hold:
+#   - its start attempt is STARTED, or not yet resolved (SUBMITTING, UNKNOWN: reconciled);
+#   - Coalesce has not reported a terminal status;
+#   - the sweep has not stopped following it (too old, or left for a person).
+# `_ACTIVE` (SQL) and `Run.lifecycle_is_active` (Python) state the same rule; the
+# `run_active` partial index uses `_ACTIVE` verbatim so the sweep's query can use it.
+TERMINAL = frozenset({CoalesceStatus.COMPLETED, CoalesceStatus.FAILED, CoalesceStatus.CANCELED})
+_FOLLOWED_START_STATES = ("started", "submitting", "unknown")
+_ACTIVE = (models.Q(status__in=_FOLLOWED_START_STATES, stopped_following_at__isnull=True)
+           & ~models.Q(coalesce_status__in=sorted(s.value for s in TERMINAL)))
+
+
+class RunQuerySet(models.QuerySet):
+    def active(self) -> RunQuerySet:
+        """Runs still moving (see the lifecycle note above `_ACTIVE`)."""
+        return self.filter(_ACTIVE)
+
+    def visible_to(self, user) -> RunQuerySet:
+        """Runs `user` may see: auditors (view_run) and superusers all, analysts the runs
+        of the profiles they may run."""
+        if user.has_perm("runs.view_run"):
+            return self.all()
+        return self.filter(profile__in=EnvironmentProfile.objects.runnable_by(user))
 
 
 class Run(models.Model):
@@ -190,6 +240,10 @@ class Run(models.Model):
         RATE_LIMITED = "rate_limited", "Rate limited by Coalesce"
         UNKNOWN = "unknown", "Outcome unknown"
         NOT_SENT = "not_sent", "Not sent"
+
+    # Start states that may exist in Coalesce without our knowing its runCounter: the
+    # sweep looks for them in the listing (reconciliation).
+    UNRESOLVED = frozenset({Status.SUBMITTING, Status.UNKNOWN})
 
     uuid = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
     # The one-time token of the form that started it: a double click or a resubmitted
@@ -236,6 +290,8 @@ class Run(models.Model):
     results = models.JSONField(default=list, blank=True)
     results_fetched_at = models.DateTimeField(null=True, blank=True)
 
+    objects = RunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [
@@ -262,11 +318,10 @@ class Run(models.Model):
             models.Index(fields=["-created_at", "-id"], condition=models.Q(force=True),
                          name="run_forced_newest"),
             models.Index(fields=["run_counter"], name="run_counter"),
-            # The sweep's question, "which runs are still moving?", answered from a small index.
-            models.Index(fields=["profile", "created_at"], name="run_active",
-                         condition=models.Q(status__in=["started", "submitting", "unknown"],
-                                            stopped_following_at__isnull=True)
-                         & ~models.Q(coalesce_status__in=["completed", "failed", "canceled"])),
+            # The sweep's question, "which runs are still moving?", answered from a small
+            # index: its condition is Run.objects.active()'s filter, verbatim, so the
+            # planner can prove the query implies it (bench/follow.py shows the plan).
+            models.Index(fields=["profile", "created_at"], name="run_active", condition=_ACTIVE),
         ]
 
     def __str__(self) -> str:
@@ -275,9 +330,21 @@ class Run(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("runs:detail", args=[self.pk])
 
+    @staticmethod
+    def lifecycle_is_active(status: str, coalesce_status: str, stopped_following_at) -> bool:
+        """The Python twin of `_ACTIVE`, for rows read with values() (the history)."""
+        return (status in _FOLLOWED_START_STATES and stopped_following_at is None
+                and coalesce_status not in TERMINAL)
+
     @property
-    def is_failure(self) -> bool:
-        return self.status not in (self.Status.STARTED, self.Status.SUBMITTING)
+    def is_active(self) -> bool:
+        return self.lifecycle_is_active(self.status, self.coalesce_status,
+                                        self.stopped_following_at)
+
+    @property
+    def is_finished(self) -> bool:
+        """Coalesce reported a terminal status."""
+        return self.coalesce_status in TERMINAL
 
     @property
     def targets_everything(self) -> bool:
@@ -322,7 +389,9 @@ class AuditEntry(models.Model):
         RUN_STARTED = "run_started", "Run started"
         RUN_FORCED = "run_forced", "Run forced"
         RUN_REJECTED = "run_rejected", "Run rejected"
+        RUN_CANCEL_REQUESTED = "run_cancel_requested", "Run cancel requested"
         RUN_CANCELLED = "run_cancelled", "Run cancelled"
+        RUN_CANCEL_FAILED = "run_cancel_failed", "Run cancel failed"
         RUN_RERUN = "run_rerun", "Failed nodes rerun"
         LOGIN_SUCCEEDED = "login_succeeded", "Login succeeded"
         LOGIN_FAILED = "login_failed", "Login failed"

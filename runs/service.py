@@ -1,9 +1,14 @@
-"""Starting a refresh run: the record, the request body, the call, the outcome.
+"""The service: the only door from the pages and the admin to Coalesce.
 
-The order matters and is the point of this module:
+Starting, rerunning and cancelling runs, fetching node results on request and testing a
+profile's connection all happen here; views and the admin call these functions and never
+open a client themselves (the import-linter contracts in pyproject.toml check it).
+
+Starting a run, the order matters and is the point of this module:
 1. the run row is committed before anything is sent (a crash leaves "submitting");
 2. secrets are decrypted only while the body is built, inside this process's memory;
-3. the outcome is written back on the same row, with a timeline entry for each step.
+3. the outcome is written back on the same row, with a timeline entry for each step;
+4. a started run is handed to the sweep (runs.tasks), which follows it to its end.
 """
 
 from __future__ import annotations
@@ -11,15 +16,16 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from runs import audit
-from runs.coalesce import CoalesceClient, CoalesceError, FailureKind
+from runs import audit, sweep, tasks
+from runs.coalesce import CoalesceError, FailureKind, StartedRun, client_for
 from runs.encryption import CredentialDecryptionError
-from runs.models import EnvironmentProfile, Run
+from runs.models import TERMINAL, CoalesceStatus, EnvironmentProfile, Run
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ class RunRequest:
 
 
 def build_body(req: RunRequest, *, reveal_secrets: bool) -> dict:
-    """The startRun body, exactly as the contract describes it.
+    """The startRun body, as docs/coalesce-api.md §3.1 describes it.
 
     With reveal_secrets False every secret is SECRET_MARKER and nothing is decrypted:
     that version is what the run record stores.
@@ -89,15 +95,13 @@ def _credentials(profile: EnvironmentProfile, reveal: bool) -> dict:
 
 def start_run(req: RunRequest, *, user, client_ip: str | None,
               submit_token: uuid.UUID) -> tuple[Run, bool]:
-    """Record the attempt, call Coalesce, record the outcome.
+    """Record the attempt, call Coalesce, record the outcome, hand it to the sweep.
 
     Returns (run, created). When `submit_token` was already used (a double click, a
     resubmitted form), nothing is sent and the existing run comes back with created False.
     Never raises for a Coalesce failure: the run row says what happened.
     """
-    attempt = Attempt(req, user=user, client_ip=client_ip, submit_token=submit_token)
-    return _attempt(attempt, lambda reveal: build_body(req, reveal_secrets=reveal),
-                    lambda client, body: client.start_run(body))
+    return _attempt(Attempt(req, user=user, client_ip=client_ip, submit_token=submit_token))
 
 
 def start_rerun(original: Run, *, parameters: dict[str, str], user, client_ip: str | None,
@@ -111,13 +115,11 @@ def start_rerun(original: Run, *, parameters: dict[str, str], user, client_ip: s
                      include_selector=original.include_selector,
                      exclude_selector=original.exclude_selector,
                      parallelism=original.parallelism, parameters=parameters)
-    attempt = Attempt(req, user=user, client_ip=client_ip, submit_token=submit_token,
-                      rerun_of=original)
-    return _attempt(attempt, lambda reveal: build_rerun_body(original, req, reveal),
-                    lambda client, body: client.rerun(body))
+    return _attempt(Attempt(req, user=user, client_ip=client_ip, submit_token=submit_token,
+                            rerun_of=original))
 
 
-def build_rerun_body(original: Run, req: RunRequest, reveal_secrets: bool) -> dict:
+def build_rerun_body(original: Run, req: RunRequest, *, reveal_secrets: bool) -> dict:
     body: dict = {"runDetails": {"runID": str(original.run_counter)},
                   "userCredentials": _credentials(req.profile, reveal_secrets)}
     if req.parameters:
@@ -127,20 +129,32 @@ def build_rerun_body(original: Run, req: RunRequest, reveal_secrets: bool) -> di
 
 @dataclass(frozen=True)
 class Attempt:
+    """One start or rerun request, from the record to the call."""
+
     req: RunRequest
     user: object
     client_ip: str | None
     submit_token: uuid.UUID
     rerun_of: Run | None = None
 
+    def body(self, *, reveal_secrets: bool) -> dict:
+        if self.rerun_of is None:
+            return build_body(self.req, reveal_secrets=reveal_secrets)
+        return build_rerun_body(self.rerun_of, self.req, reveal_secrets=reveal_secrets)
 
-def _attempt(attempt: Attempt, body_for, call) -> tuple[Run, bool]:
+    def send(self, client, body: dict) -> StartedRun:
+        return client.start_run(body) if self.rerun_of is None else client.rerun(body)
+
+
+def _attempt(attempt: Attempt) -> tuple[Run, bool]:
     try:
         with transaction.atomic():
-            run = _record_attempt(attempt, body_for(False))
+            run = _record_attempt(attempt, attempt.body(reveal_secrets=False))
     except IntegrityError:
         return Run.objects.get(submit_token=attempt.submit_token), False
-    _send(run, attempt.req.profile, body_for, call)
+    _send(run, attempt)
+    if run.is_active:
+        tasks.ensure_sweeping()
     return run, True
 
 
@@ -185,31 +199,35 @@ def _audit_details(run: Run) -> dict:
             "job_id": run.job_id, "force": run.force}
 
 
-def _send(run: Run, profile: EnvironmentProfile, body_for, call) -> None:
+# sensitive_variables works on any function, not only views: it hides this frame's locals
+# (the decrypted token and credentials) from Django's technical 500 page and error e-mails.
+@sensitive_variables()
+def _send(run: Run, attempt: Attempt) -> None:
     try:
-        token = profile.get_secret("api_token")
-        body = body_for(True)
-    except CredentialDecryptionError as exc:
-        logger.error("Run %s not sent: %s", run.pk, exc)
-        _finish(run, Run.Status.NOT_SENT, error_kind="decryption",
-                error_message="The stored credentials cannot be decrypted with the configured "
-                "keys, so nothing was sent. An admin must re-enter them on the profile.")
-        return
-    client = CoalesceClient(profile.base_url, token)
-    try:
-        started = call(client, body)
+        with client_for(attempt.req.profile) as client:
+            try:
+                body = attempt.body(reveal_secrets=True)
+            except CredentialDecryptionError as exc:
+                logger.error("Run %s not sent: %s", run.pk, exc)
+                raise CoalesceError(FailureKind.NOT_SENT, CREDENTIALS_UNREADABLE) from None
+            started = attempt.send(client, body)
+            link = client.run_link(started.run_counter)
     except CoalesceError as exc:
         _record_failure(run, exc)
     else:
-        _finish(run, Run.Status.STARTED, run_counter=started.run_counter,
-                run_link=client.run_link(started.run_counter))
-    finally:
-        client.close()
+        _finish(run, Run.Status.STARTED, run_counter=started.run_counter, run_link=link)
+
+
+CREDENTIALS_UNREADABLE = ("The stored Snowflake credentials cannot be decrypted with the "
+                          "configured keys, so nothing was sent. An admin must re-enter them "
+                          "on the profile.")
 
 
 def _record_failure(run: Run, exc: CoalesceError) -> None:
     if exc.may_have_started:
         status = Run.Status.UNKNOWN
+    elif exc.kind == FailureKind.NOT_SENT:
+        status = Run.Status.NOT_SENT
     elif exc.kind in (FailureKind.CONNECT_FAILED, FailureKind.UNAVAILABLE):
         status = Run.Status.UNREACHABLE
     elif exc.kind == FailureKind.RATE_LIMITED:
@@ -221,7 +239,8 @@ def _record_failure(run: Run, exc: CoalesceError) -> None:
                      ip=run.client_ip, target=f"run {run.pk}",
                      details={**_audit_details(run), "http_status": exc.status_code,
                               "error": exc.error_string or str(exc.kind)})
-    _finish(run, status, http_status=exc.status_code, error_kind=str(exc.kind),
+    error_kind = "decryption" if status == Run.Status.NOT_SENT else str(exc.kind)
+    _finish(run, status, http_status=exc.status_code, error_kind=error_kind,
             error_message=exc.message, error_string=exc.error_string,
             error_detail=exc.error_detail, raw_response=exc.raw_body)
 
@@ -240,61 +259,96 @@ def _finish(run: Run, status: str, **fields) -> None:
     logger.info("Run %s on %s: %s", run.pk, run.environment_id, status)
 
 
+# --- node results and the connection test ---
+
+def refresh_results(run: Run) -> str | None:
+    """Fetch the node results now (one call). Returns None, or the problem in plain words."""
+    if run.run_counter is None:
+        return "This run has no runCounter, so Coalesce has no results for it."
+    try:
+        with client_for(run.profile) as client:
+            problem = sweep.fetch_results(client, run)
+    except CoalesceError as exc:
+        problem = exc.message
+    return problem
+
+
+def test_connection(profile: EnvironmentProfile) -> str | None:
+    """Check the profile's base URL and API token with the cheapest authenticated call.
+    Returns None when Coalesce accepted them, or the problem in plain words."""
+    try:
+        with client_for(profile) as client:
+            client.test_connection()
+    except CoalesceError as exc:
+        return exc.message
+    return None
+
+
 # --- cancelling ---
 
-ACTIVE_COALESCE_STATES = ("", "waitingToRun", "initializing", "rendering", "running")
+# A cancel whose outcome was never written (the process died mid-call) stops blocking a
+# new attempt after this long.
+CANCEL_PENDING_FOR = timedelta(minutes=2)
 
 
-def cancel_refusal(run: Run) -> str:
-    """Why this run cannot be cancelled now, in plain words ("" when it can)."""
+def cancel_refusal(run: Run) -> str | None:
+    """Why this run cannot be cancelled now, in plain words (None when it can)."""
     if run.status != Run.Status.STARTED or run.run_counter is None:
         return "Only a run that Coalesce accepted can be cancelled."
-    if run.coalesce_status not in ACTIVE_COALESCE_STATES:
-        return f"This run is {run.coalesce_status}; there is nothing left to cancel."
+    if run.coalesce_status in TERMINAL:
+        label = CoalesceStatus(run.coalesce_status).label.lower()
+        return f"This run is already {label}; there is nothing left to cancel."
     if not run.profile.organization_id:
         return ("Cancelling needs the profile's Coalesce organisation ID. Ask an admin to add "
                 "it to the profile.")
-    if run.events.filter(kind="cancel_requested").exists():
+    last = run.events.filter(kind__in=CANCEL_EVENTS).order_by("-at", "-id").first()
+    if last is not None and last.kind == "cancel_accepted":
+        return "Coalesce already accepted a cancellation of this run."
+    if (last is not None and last.kind == "cancel_requested"
+            and timezone.now() - last.at < CANCEL_PENDING_FOR):
         return "Cancelling this run was already requested."
-    return ""
+    return None
 
 
-def rerun_refusal(run: Run) -> str:
-    if run.coalesce_status != "failed" or run.run_counter is None:
+CANCEL_EVENTS = ("cancel_requested", "cancel_accepted", "cancel_failed")
+
+
+def rerun_refusal(run: Run) -> str | None:
+    if run.coalesce_status != CoalesceStatus.FAILED or run.run_counter is None:
         shown = run.coalesce_status or run.get_status_display().lower()
         return f"Only a failed run can be rerun from its point of failure; this one is {shown}."
-    return ""
+    return None
 
 
-def cancel_run(run: Run, *, user, client_ip: str | None) -> str:
-    """Ask Coalesce to cancel `run`. Returns "" on success, else the reason in plain words.
+def cancel_run(run: Run, *, user, client_ip: str | None) -> str | None:
+    """Ask Coalesce to cancel `run`. Returns None on success, else the reason in plain words.
 
-    The refusal check and the timeline entry happen under a row lock, so two clicks send
-    one cancellation.
+    The refusal check and the "requested" entry happen under a row lock, so two clicks
+    send one cancellation. The request and its outcome are audited separately, and a
+    cancel that failed may be tried again.
     """
+    actor = user.get_username()
     with transaction.atomic():
         run = Run.objects.select_for_update().select_related("profile").get(pk=run.pk)
         refusal = cancel_refusal(run)
         if refusal:
             return refusal
-        run.log("cancel_requested", f"Cancel requested by {user.get_username()}.",
-                actor=user.get_username())
-        audit.record(audit.Action.RUN_CANCELLED, actor=user.get_username(), ip=client_ip,
+        run.log("cancel_requested", f"Cancel requested by {actor}.", actor=actor)
+        audit.record(audit.Action.RUN_CANCEL_REQUESTED, actor=actor, ip=client_ip,
                      target=f"run {run.pk}", details=_audit_details(run))
     profile = run.profile
     try:
-        client = CoalesceClient(profile.base_url, profile.get_secret("api_token"))
-    except CredentialDecryptionError:
-        message = "The stored API token cannot be decrypted; nothing was sent."
-        run.log("cancel_failed", message)
-        return message
-    try:
-        client.cancel_run(run_id=run.run_counter, org_id=profile.organization_id,
-                          environment_id=profile.environment_id)
+        with client_for(profile) as client:
+            # The run's own environment ID, as sent at start: the profile may have changed.
+            client.cancel_run(run_counter=run.run_counter, org_id=profile.organization_id,
+                              environment_id=run.environment_id)
     except CoalesceError as exc:
         run.log("cancel_failed", f"Coalesce did not cancel the run: {exc.message}")
+        audit.record(audit.Action.RUN_CANCEL_FAILED, actor=actor, ip=client_ip,
+                     target=f"run {run.pk}", details={**_audit_details(run),
+                                                      "error": str(exc.kind)})
         return exc.message
-    finally:
-        client.close()
     run.log("cancel_accepted", "Coalesce accepted the cancellation; the status follows.")
-    return ""
+    audit.record(audit.Action.RUN_CANCELLED, actor=actor, ip=client_ip,
+                 target=f"run {run.pk}", details=_audit_details(run))
+    return None

@@ -1,9 +1,16 @@
 """Background tasks, through Django's tasks API (the django-tasks backport on 5.2).
 
 The sweep reschedules itself: each run enqueues the next one `FOLLOW_INTERVAL_SECONDS`
-later, unless one is already waiting. Starting a run, and a run page that polls, call
-`ensure_sweeping()`, which restarts the chain if a worker died with it. Claims in
-runs.follow make a doubled chain harmless: it finds every environment already swept.
+later while runs are active, unless one is already waiting, and it does so even when the
+sweep raised, so the chain never stops on a bad answer. The chain lives in the database,
+so a worker that dies loses nothing: the next worker picks the waiting sweep up.
+
+Who starts the chain: the service, when a run starts or reruns (`ensure_sweeping`), and
+`manage.py schedule_sweep` after a deploy. Pages never do. A GET of a run page used to
+queue a sweep "to heal a lost chain", but a GET that writes is a surprise (and a load
+cost on the busiest endpoint), and with the chain kept in the database and rescheduled in
+`finally` there is no lost chain left to heal. Claims in runs.sweep make a doubled chain
+harmless: it finds every environment already swept.
 """
 
 from __future__ import annotations
@@ -16,15 +23,16 @@ from django_tasks import TaskResultStatus, task
 from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.models import DBTaskResult
 
-from runs import follow
+from runs import sweep
+from runs.models import Run
 
 
 @task()
 def sweep_runs() -> str:
-    report = follow.sweep()
-    if follow.active_runs().exists():
-        schedule_sweep(delay=settings.FOLLOW_INTERVAL_SECONDS)
-    return report.summary()
+    try:
+        return sweep.sweep().summary()
+    finally:
+        ensure_sweeping()
 
 
 def _sweep_waiting() -> bool:
@@ -44,5 +52,5 @@ def schedule_sweep(*, delay: float = 0) -> None:
 
 def ensure_sweeping() -> None:
     """Make sure active runs are being followed (cheap: two indexed queries)."""
-    if follow.active_runs().exists():
+    if Run.objects.active().exists():
         schedule_sweep(delay=settings.FOLLOW_INTERVAL_SECONDS)

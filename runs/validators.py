@@ -132,13 +132,6 @@ def validate_snowflake_identifier(value: str, what: str) -> str:
     return value
 
 
-def resolved_identifier(value: str) -> str:
-    """What Snowflake looks up: unquoted names are upper-cased, quoted ones kept."""
-    if value.startswith('"'):
-        return value[1:-1].replace('""', '"')
-    return value.upper()
-
-
 def validate_login_name(value: str) -> str:
     """A Snowflake login name: often an e-mail address, so not an identifier."""
     if value != value.strip():

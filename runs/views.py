@@ -21,44 +21,41 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
-from runs import follow, service, tasks
-from runs.coalesce import CoalesceClient
-from runs.encryption import CredentialDecryptionError
+from runs import service
 from runs.forms import AuditFilterForm, RerunForm, RunForm
 from runs.history import PAGE_SIZE, Page, RunHistory, csv_chunks, csv_safe, rows_for
-from runs.http import client_ip
+from runs.http import AuthenticatedHttpRequest, client_ip
 from runs.models import AuditEntry, EnvironmentProfile, Run
 from runs.results import failed_first, results_from_json
-from runs.service import RunRequest, start_run
 
 
-def _get_profile_for_user(request: HttpRequest, pk) -> EnvironmentProfile:
+def _get_profile_for_user(request: AuthenticatedHttpRequest, pk) -> EnvironmentProfile:
     """The profile if this user may run it; 404 otherwise (even when it exists)."""
     try:
-        return EnvironmentProfile.runnable_by(request.user).get(pk=int(pk))
+        return EnvironmentProfile.objects.runnable_by(request.user).get(pk=int(pk))
     except (ValueError, TypeError, EnvironmentProfile.DoesNotExist):
         raise Http404("No such environment.") from None
 
 
 def _visible_profiles(user):
-    """The profiles whose runs _visible_runs(user) shows: the same rule, applied to the
-    profiles, for the environment filter. (Deriving them from the runs instead would read
-    every run of each profile the user may not see.)"""
-    if user.has_perm("runs.view_run"):
-        return EnvironmentProfile.objects.all()
-    return EnvironmentProfile.runnable_by(user)
+    return EnvironmentProfile.objects.visible_to(user)
 
 
 def _visible_runs(user):
-    """Runs this user may see: auditors (view_run) and superusers all, analysts by profile."""
-    runs = Run.objects.select_related("profile", "created_by")
-    if user.has_perm("runs.view_run"):
-        return runs
-    return runs.filter(profile__in=_visible_profiles(user))
+    return Run.objects.visible_to(user).select_related("profile", "created_by")
 
 
-def _get_run_for_user(request: HttpRequest, pk: int) -> Run:
+def _get_run_for_user(request: AuthenticatedHttpRequest, pk: int) -> Run:
     return get_object_or_404(_visible_runs(request.user), pk=pk)
+
+
+def _get_runnable_run_for_user(request: AuthenticatedHttpRequest, pk: int) -> Run:
+    """A run this user may act on (fetch results, cancel, rerun): they must be allowed to
+    run its profile, not only see it. 404 otherwise, as for a run they cannot see."""
+    run = _get_run_for_user(request, pk)
+    if not run.profile.user_may_run(request.user):
+        raise Http404("No such run.")
+    return run
 
 
 @login_required
@@ -169,14 +166,6 @@ def _initial(request: HttpRequest, state) -> dict:
     return initial
 
 
-def _is_uuid(value: str | None) -> bool:
-    try:
-        uuid.UUID(value or "")
-    except ValueError:
-        return False
-    return True
-
-
 def _token_from(value: str | None) -> uuid.UUID:
     """Keep the page's one-time token across re-renders; mint one for a fresh page."""
     try:
@@ -207,56 +196,31 @@ def _render_run_form(request: HttpRequest, form: RunForm, status: int = 200):
     return render(request, template, context, status=status)
 
 
-def _submit_run(request: HttpRequest):
+def _submit_run(request: AuthenticatedHttpRequest):
     if request.POST.get("environment"):
         _get_profile_for_user(request, request.POST["environment"])  # 404 before anything
     if request.POST.get("force") and not request.user.has_perm("runs.force_run"):
         raise PermissionDenied("You may not force a refresh.")
-    data = request.POST.copy()
-    token_missing = not _is_uuid(data.get("submit_token"))
-    if token_missing:
-        data["submit_token"] = str(uuid.uuid4())  # so the next press can succeed
-    form = RunForm(data, user=request.user)
-    if token_missing:
-        form.is_valid()
-        form.add_error(None, "This page was out of date, so nothing was started. Check the "
-                       "values and press Start run again.")
-        return _render_run_form(request, form)
+    form = RunForm(request.POST, user=request.user)
     if not form.is_valid():
         # 200, not 400: htmx 2 swaps only 2xx answers, and the form must come back.
         return _render_run_form(request, form)
-    cleaned = form.cleaned_data
-    run, created = start_run(
-        RunRequest(
-            profile=cleaned["environment"],
-            job_id=cleaned["job_id"],
-            include_selector=cleaned["include_selector"],
-            exclude_selector=cleaned["exclude_selector"],
-            parallelism=cleaned["parallelism"],
-            force=cleaned.get("force", False),
-            parameters=cleaned["parameters"],
-        ),
-        user=request.user,
-        client_ip=client_ip(request),
-        submit_token=cleaned["submit_token"],
-    )
+    run, created = service.start_run(form.run_request(), user=request.user,
+                                     client_ip=client_ip(request),
+                                     submit_token=form.cleaned_data["submit_token"])
     if not created:
         messages.info(request, "This form was already submitted; here is the run it started.")
-    else:
-        tasks.ensure_sweeping()
-        for warning in form.warnings():
-            messages.warning(request, warning)
+    for warning in form.warnings() if created else []:
+        messages.warning(request, warning)
     url = run.get_absolute_url()
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 @login_required
 @require_GET
-def run_detail(request: HttpRequest, pk: int):
+def run_detail(request: AuthenticatedHttpRequest, pk: int):
     run = _get_run_for_user(request, pk)
     live = _live_context(request, run)
-    if live["live"]:
-        tasks.ensure_sweeping()  # restarts the follow chain if a worker lost it
     context = {**live, "events": run.events.all(),
                "request_json": json.dumps(run.request_body, indent=2, sort_keys=True)}
     return render(request, "runs/run_detail.html", context)
@@ -272,49 +236,37 @@ def run_status(request: HttpRequest, pk: int):
     return HttpResponse(html) if context["live"] else HttpResponseStopPolling(html)
 
 
-def _is_live(run: Run) -> bool:
-    return follow.active_runs().filter(pk=run.pk).exists()
-
-
-def _live_context(request: HttpRequest, run: Run) -> dict:
+def _live_context(request: AuthenticatedHttpRequest, run: Run) -> dict:
     user = request.user
+    may_run = run.profile.user_may_run(user)
     return {
         "run": run,
-        "live": _is_live(run),
+        "live": run.is_active,
         "nodes": failed_first(results_from_json(run.results)),
-        "may_cancel": user.has_perm("runs.cancel_run") and not service.cancel_refusal(run),
-        "may_rerun": run.profile.user_may_run(user) and not service.rerun_refusal(run),
+        "may_cancel": (may_run and user.has_perm("runs.cancel_run")
+                       and service.cancel_refusal(run) is None),
+        "may_rerun": may_run and service.rerun_refusal(run) is None,
+        "may_fetch_results": may_run,
         "reruns": run.reruns.order_by("pk"),
     }
 
 
 @login_required
 @require_POST
-def refresh_results(request: HttpRequest, pk: int):
+def refresh_results(request: AuthenticatedHttpRequest, pk: int):
     """Fetch the node results now (while a run is going, or when the sweep's fetch failed)."""
-    run = _get_run_for_user(request, pk)
-    if run.run_counter is None:
-        messages.error(request, "This run has no runCounter, so Coalesce has no results for it.")
-    else:
-        try:
-            token = run.profile.get_secret("api_token")
-        except CredentialDecryptionError:
-            messages.error(request, "The profile's API token cannot be decrypted with the "
-                           "configured keys; an admin must enter it again.")
-            return redirect(run)
-        client = CoalesceClient(run.profile.base_url, token, rate_limit_retries=0)
-        try:
-            follow.fetch_results(client, run)
-        finally:
-            client.close()
+    run = _get_runnable_run_for_user(request, pk)
+    problem = service.refresh_results(run)
+    if problem:
+        messages.error(request, problem)
     return redirect(run)
 
 
 @login_required
 @permission_required("runs.cancel_run", raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def cancel_run(request: HttpRequest, pk: int):
-    run = _get_run_for_user(request, pk)
+def cancel_run(request: AuthenticatedHttpRequest, pk: int):
+    run = _get_runnable_run_for_user(request, pk)
     refusal = service.cancel_refusal(run)
     if refusal:
         messages.error(request, refusal)
@@ -331,10 +283,8 @@ def cancel_run(request: HttpRequest, pk: int):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def rerun_run(request: HttpRequest, pk: int):
-    run = _get_run_for_user(request, pk)
-    if not run.profile.user_may_run(request.user):
-        raise Http404("No such run.")
+def rerun_run(request: AuthenticatedHttpRequest, pk: int):
+    run = _get_runnable_run_for_user(request, pk)
     refusal = service.rerun_refusal(run)
     if refusal:
         messages.error(request, refusal)
@@ -347,7 +297,6 @@ def rerun_run(request: HttpRequest, pk: int):
                 client_ip=client_ip(request), submit_token=form.cleaned_data["submit_token"])
             if not created:
                 messages.info(request, "This form was already submitted; here is its rerun.")
-            tasks.ensure_sweeping()
             return redirect(rerun)
     else:
         form = RerunForm(initial={"submit_token": _token_from(request.POST.get("submit_token"))})

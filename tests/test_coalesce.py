@@ -30,7 +30,6 @@ from runs.coalesce import (
     CoalesceError,
     FailureKind,
     RunPage,
-    RunStatus,
     RunSummary,
     StartedRun,
 )
@@ -60,17 +59,9 @@ LIST_QUERY = {"limit": "1", "orderBy": "id", "orderByDirection": "desc", "detail
 
 
 @pytest.fixture
-def sleeps() -> list[float]:
-    """The waits the client asked for (it never really sleeps in these tests)."""
-    return []
-
-
-@pytest.fixture
-def client(sleeps) -> CoalesceClient:
+def client() -> CoalesceClient:
     # Trailing slash on purpose: the client must strip it before joining paths.
-    return CoalesceClient(
-        BASE + "/", TOKEN, connect_timeout=5, read_timeout=30, sleep=sleeps.append
-    )
+    return CoalesceClient(BASE + "/", TOKEN, connect_timeout=5, read_timeout=30)
 
 
 def start_error(client: CoalesceClient, body: dict | None = None) -> CoalesceError:
@@ -150,11 +141,6 @@ def test_it_builds_the_run_link(client):
     assert client.run_link(7) == "https://app.coalescesoftware.io/runs/7"
 
 
-def test_it_describes_each_failure_kind():
-    assert FailureKind.TIMEOUT == "timeout"
-    assert all(kind.label for kind in FailureKind)
-
-
 # -- error statuses -------------------------------------------------------------------------
 
 
@@ -228,7 +214,6 @@ def test_it_reports_a_429_with_retry_after_seconds(client):
     assert error.kind == FailureKind.RATE_LIMITED
     assert error.retry_after == 120.0
     assert "Try again in 120 s" in error.message
-    assert error.retryable
 
 
 @responses.activate
@@ -285,7 +270,6 @@ def test_it_reports_bad_gateway_and_unavailable(client, status):
     assert error.status_code == status
     assert error.raw_body == "upstream error"
     assert error.may_have_started is False
-    assert error.retryable
 
 
 @responses.activate
@@ -330,7 +314,6 @@ def test_it_reports_a_read_timeout_as_possibly_started(client):
         "Coalesce did not answer within 30 s. "
         "The run may have started: check Coalesce before starting it again."
     )
-    assert not error.retryable
 
 
 @responses.activate
@@ -604,10 +587,8 @@ def test_it_retries_the_connect_only_and_reports_a_closed_port(no_proxy, monkeyp
 
 # -- list runs, run detail, results, status, cancel and rerun (contract 2.2-2.4, 3.1-3.3) ---
 
-STATUS_URL = f"{BASE}/scheduler/runStatus"
 CANCEL_URL = f"{BASE}/scheduler/cancelRun"
 RERUN_URL = f"{BASE}/scheduler/rerun"
-RUN_URL = f"{BASE}/api/v1/runs/7"
 RESULTS_URL = f"{BASE}/api/v1/runs/7/results"
 ENV = "4"
 RERUN_BODY = {
@@ -668,7 +649,7 @@ def test_it_lists_runs_with_the_exact_query_and_parses_run_info(client):
     assert page == RunPage(
         runs=[
             RunSummary(
-                id=6,
+                run_counter=6,
                 status="canceled",
                 run_type="deploy",
                 start_time=datetime(2000, 1, 23, 4, 56, 7, tzinfo=UTC),
@@ -682,7 +663,7 @@ def test_it_lists_runs_with_the_exact_query_and_parses_run_info(client):
                 parallelism=5,
             ),
             RunSummary(
-                id=7,  # the Postman fixture's string id is accepted
+                run_counter=7,  # the Postman fixture's string id is accepted
                 status="someNewStatus",  # unknown statuses pass through
                 run_type="deploy",
                 start_time=datetime(2000, 1, 23, 4, 56, 7, tzinfo=UTC),
@@ -720,7 +701,7 @@ def test_it_sends_the_cursor_and_leaves_out_an_unset_run_type(client):
         run_type=None,
     )
 
-    assert [run.id for run in page.runs] == [3]
+    assert [run.run_counter for run in page.runs] == [3]
     assert page.next == 2
 
 
@@ -734,7 +715,7 @@ def test_it_parses_a_sparse_summary_leniently(client, caplog):
     assert page.next is None
     assert page.runs == [
         RunSummary(
-            id=9,
+            run_counter=9,
             status="",
             run_type="",
             start_time=None,
@@ -771,131 +752,6 @@ def test_it_rejects_a_run_list_without_a_data_list(client, data):
 
     assert error.kind == FailureKind.BAD_RESPONSE
     assert error.may_have_started is False
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"limit": 1001}, {"limit": -1}, {"limit": True}, {"order_by": "name"}, {"direction": "up"}],
-)
-def test_it_refuses_list_arguments_coalesce_would_reject(client, kwargs):
-    with pytest.raises(ValueError):
-        client.list_runs(environment_id=ENV, **kwargs)
-
-
-@responses.activate
-def test_it_follows_next_across_three_pages(client):
-    add_list(list_query(startingFrom="10"), json=run_list(run_item(11), run_item(12), next="12"))
-    add_list(list_query(startingFrom="12"), json=run_list(run_item(13), next=13))
-    add_list(list_query(startingFrom="13"), json=run_list(run_item(14, "running")))
-
-    runs = list(client.iter_runs_since(ENV, 10))
-
-    assert [(run.id, run.status) for run in runs] == [
-        (11, "completed"),
-        (12, "completed"),
-        (13, "completed"),
-        (14, "running"),
-    ]
-    assert len(responses.calls) == 3
-
-
-@responses.activate
-def test_it_pages_by_the_last_id_when_coalesce_sends_no_next(client):
-    add_list(list_query(startingFrom="0", limit="2"), json=run_list(run_item(1), run_item(2)))
-    add_list(list_query(startingFrom="2", limit="2"), json=run_list(run_item(3), run_item(5)))
-    add_list(list_query(startingFrom="5", limit="2"), json=run_list(run_item(8)))
-
-    runs = list(client.iter_runs_since(ENV, 0, page_size=2))
-
-    assert [run.id for run in runs] == [1, 2, 3, 5, 8]
-    # The third page was short, so there was no fourth request.
-    assert len(responses.calls) == 3
-
-
-@responses.activate
-def test_it_yields_each_newer_run_once_even_if_coalesce_repeats_or_ignores_the_cursor(client):
-    add_list(
-        list_query(startingFrom="5"),
-        json=run_list(run_item(4), run_item(5), run_item(6), run_item(7), next="7"),
-    )
-    add_list(list_query(startingFrom="7"), json=run_list(run_item(6), run_item(7), next="7"))
-
-    assert [run.id for run in client.iter_runs_since(ENV, 5)] == [6, 7]
-    # The cursor stopped moving, so it stopped asking.
-    assert len(responses.calls) == 2
-
-
-@responses.activate
-def test_it_stops_at_an_empty_page_even_with_a_next(client):
-    add_list(list_query(startingFrom="3"), json=run_list(next="99"))
-
-    assert list(client.iter_runs_since(ENV, 3)) == []
-    assert len(responses.calls) == 1
-
-
-@responses.activate
-def test_it_reads_at_most_the_page_limit(client, caplog):
-    for cursor in range(5):
-        add_list(
-            list_query(startingFrom=str(cursor), limit="1"),
-            json=run_list(run_item(cursor + 1), next=cursor + 1),
-        )
-
-    runs = list(client.iter_runs_since(ENV, 0, page_size=1, max_pages=3))
-
-    assert [run.id for run in runs] == [1, 2, 3]
-    assert len(responses.calls) == 3
-    assert "stopped after 3 pages; resume after run 3" in caplog.text
-
-
-@responses.activate
-def test_it_gets_one_run(client):
-    info = openapi_example("RunInfo")
-    info["runStatus"] = "rendering"  # not in the /api/v1 enum: shown as is
-    responses.add(
-        responses.GET,
-        RUN_URL,
-        json=info,
-        match=[
-            matchers.query_param_matcher({}),
-            matchers.header_matcher({"Authorization": f"Bearer {TOKEN}"}),
-        ],
-    )
-
-    run = client.get_run(7)
-
-    assert run.id == 6
-    assert run.status == "rendering"
-    assert run.run_type == ""  # null in the example
-    assert run.environment_id == "environmentID"  # from runDetails
-    assert (run.job_id, run.parallelism) == ("2", 5)
-
-
-@responses.activate
-def test_it_reports_an_unknown_run(client):
-    responses.add(
-        responses.GET, RUN_URL, status=404, json={"error": {"errorString": "Run not found"}}
-    )
-
-    error = api_error(lambda: client.get_run(7))
-
-    assert error.kind == FailureKind.REJECTED
-    assert error.status_code == 404
-    assert error.error_string == "Run not found"
-
-
-@pytest.mark.parametrize("body", [{"runStatus": "running"}, {"id": "seven"}, [1]])
-@responses.activate
-def test_it_rejects_a_run_without_an_integer_id(client, body):
-    responses.add(responses.GET, RUN_URL, json=body)
-
-    assert api_error(lambda: client.get_run(7)).kind == FailureKind.BAD_RESPONSE
-
-
-@pytest.mark.parametrize("run_id", [-1, True, "7", 7.0, None])
-def test_it_refuses_a_run_id_that_is_not_an_integer(client, run_id):
-    with pytest.raises(ValueError):
-        client.get_run(run_id)
 
 
 @responses.activate
@@ -942,44 +798,6 @@ def test_it_rejects_results_without_a_list(client, body):
 
 
 @responses.activate
-def test_it_reads_the_run_status(client):
-    responses.add(
-        responses.GET,
-        STATUS_URL,
-        json={"runStatus": "rendering", "runType": "refresh", "runLink": f"{BASE}/runs/7"},
-        match=[matchers.query_param_matcher({"runCounter": "7"})],
-    )
-
-    assert client.run_status(7) == RunStatus(
-        status="rendering", run_link=f"{BASE}/runs/7", run_type="refresh"
-    )
-
-
-@pytest.mark.parametrize("status", ["paused", "Cancelled", "succeeded"])
-@responses.activate
-def test_it_passes_unknown_run_statuses_through(client, status):
-    responses.add(responses.GET, STATUS_URL, json={"runStatus": status, "runLink": ""})
-
-    assert client.run_status(7).status == status
-
-
-@pytest.mark.parametrize("link", [None, "", "javascript:alert(1)", "/runs/7", 42])
-@responses.activate
-def test_it_replaces_a_run_link_that_is_not_a_web_address(client, link):
-    responses.add(responses.GET, STATUS_URL, json={"runStatus": "running", "runLink": link})
-
-    assert client.run_status(7).run_link == f"{BASE}/runs/7"
-
-
-@pytest.mark.parametrize("body", [{}, {"runStatus": ""}, {"runStatus": 3}])
-@responses.activate
-def test_it_rejects_a_run_status_answer_without_a_status(client, body):
-    responses.add(responses.GET, STATUS_URL, json=body)
-
-    assert api_error(lambda: client.run_status(7)).kind == FailureKind.BAD_RESPONSE
-
-
-@responses.activate
 def test_it_cancels_a_run(client):
     responses.add(
         responses.POST,
@@ -991,7 +809,7 @@ def test_it_cancels_a_run(client):
         ],
     )
 
-    assert client.cancel_run(run_id=7, org_id="org-1", environment_id=ENV) is None
+    assert client.cancel_run(run_counter=7, org_id="org-1", environment_id=ENV) is None
     # runID goes over the wire as an integer (contract 1.4).
     assert b'"runID": 7' in responses.calls[0].request.body
 
@@ -1005,7 +823,7 @@ def test_it_accepts_any_2xx_to_a_cancel_and_leaves_out_an_empty_org(client):
         match=[matchers.json_params_matcher({"runID": 7, "environmentID": ENV})],
     )
 
-    client.cancel_run(run_id=7, org_id="", environment_id=ENV)
+    client.cancel_run(run_counter=7, org_id="", environment_id=ENV)
 
 
 @responses.activate
@@ -1014,7 +832,7 @@ def test_it_reports_a_rejected_cancel(client):
         responses.POST, CANCEL_URL, status=400, json={"error": {"errorString": "Run not running"}}
     )
 
-    error = api_error(lambda: client.cancel_run(run_id=7, org_id="o", environment_id=ENV))
+    error = api_error(lambda: client.cancel_run(run_counter=7, org_id="o", environment_id=ENV))
 
     assert error.kind == FailureKind.REJECTED
     assert error.error_string == "Run not running"
@@ -1025,7 +843,7 @@ def test_it_reports_a_rejected_cancel(client):
 def test_it_does_not_call_a_cancel_timeout_a_possible_start(client):
     responses.add(responses.POST, CANCEL_URL, body=requests.exceptions.ReadTimeout("slow"))
 
-    error = api_error(lambda: client.cancel_run(run_id=7, org_id="o", environment_id=ENV))
+    error = api_error(lambda: client.cancel_run(run_counter=7, org_id="o", environment_id=ENV))
 
     assert error.kind == FailureKind.TIMEOUT
     assert error.may_have_started is False
@@ -1070,64 +888,7 @@ def test_it_scrubs_credentials_a_rerun_error_echoes(client):
         assert TOKEN not in text
 
 
-# -- 429 on GET: retried, honouring Retry-After; POST: never --------------------------------
-
-
-@responses.activate
-def test_it_retries_a_rate_limited_get_after_retry_after(client, sleeps):
-    responses.add(responses.GET, STATUS_URL, status=429, headers={"Retry-After": "5"})
-    responses.add(responses.GET, STATUS_URL, status=429, headers={"Retry-After": "2"})
-    responses.add(responses.GET, STATUS_URL, json={"runStatus": "running", "runLink": ""})
-
-    assert client.run_status(7).status == "running"
-    assert sleeps == [5.0, 2.0]
-    assert len(responses.calls) == 3
-
-
-@responses.activate
-def test_it_caps_each_wait_and_backs_off_without_retry_after(sleeps):
-    client = CoalesceClient(BASE, TOKEN, sleep=sleeps.append, max_retry_wait=10)
-    responses.add(responses.GET, RUN_URL, status=429, headers={"Retry-After": "120"})
-    responses.add(responses.GET, RUN_URL, status=429)
-    responses.add(responses.GET, RUN_URL, status=429, headers={"Retry-After": "soon"})
-    responses.add(responses.GET, RUN_URL, json=run_item(7))
-
-    assert client.get_run(7).id == 7
-    # 120 s capped at 10 s; then the 2nd and 3rd backoff steps (the 1st was used up).
-    assert sleeps == [10.0, 2.0, 4.0]
-
-
-@responses.activate
-def test_it_gives_up_after_three_retries_with_rate_limited(client, sleeps):
-    query = list_query()
-    for _ in range(5):
-        add_list(query, status=429, headers={"Retry-After": "3"}, json={"error": "slow down"})
-
-    error = api_error(lambda: client.list_runs(environment_id=ENV))
-
-    assert error.kind == FailureKind.RATE_LIMITED
-    assert error.retry_after == 3.0
-    assert error.retryable
-    assert len(responses.calls) == 4  # one attempt and three retries
-    assert sleeps == [3.0, 3.0, 3.0]
-
-
-@responses.activate
-def test_it_can_be_told_not_to_retry(sleeps):
-    client = CoalesceClient(BASE, TOKEN, sleep=sleeps.append, rate_limit_retries=0)
-    responses.add(responses.GET, RESULTS_URL, status=429, headers={"Retry-After": "1"})
-
-    assert api_error(lambda: client.get_results(7)).kind == FailureKind.RATE_LIMITED
-    assert sleeps == []
-
-
-@responses.activate
-def test_it_does_not_retry_other_get_errors(client, sleeps):
-    responses.add(responses.GET, RUN_URL, status=503)
-
-    assert api_error(lambda: client.get_run(7)).kind == FailureKind.UNAVAILABLE
-    assert len(responses.calls) == 1
-    assert sleeps == []
+# -- 429: never retried in the client; the caller decides -----------------------------------
 
 
 @pytest.mark.parametrize(
@@ -1135,11 +896,11 @@ def test_it_does_not_retry_other_get_errors(client, sleeps):
     [
         (START_URL, lambda c: c.start_run(BODY)),
         (RERUN_URL, lambda c: c.rerun(RERUN_BODY)),
-        (CANCEL_URL, lambda c: c.cancel_run(run_id=7, org_id="o", environment_id=ENV)),
+        (CANCEL_URL, lambda c: c.cancel_run(run_counter=7, org_id="o", environment_id=ENV)),
     ],
 )
 @responses.activate
-def test_it_never_retries_a_rate_limited_post(client, sleeps, url, call):
+def test_it_never_retries_a_rate_limited_post(client, url, call):
     responses.add(responses.POST, url, status=429, headers={"Retry-After": "1"})
     responses.add(responses.POST, url, json={"runCounter": 1})
 
@@ -1148,15 +909,16 @@ def test_it_never_retries_a_rate_limited_post(client, sleeps, url, call):
     assert error.kind == FailureKind.RATE_LIMITED
     assert error.retry_after == 1.0
     assert len(responses.calls) == 1
-    assert sleeps == []
 
 
 @responses.activate
-def test_it_does_not_retry_a_rate_limited_connection_test(client, sleeps):
+def test_it_never_retries_a_rate_limited_get(client):
     responses.add(responses.GET, RUNS_URL, status=429, headers={"Retry-After": "1"})
+    responses.add(responses.GET, RESULTS_URL, status=429, headers={"Retry-After": "1"})
 
     assert api_error(client.test_connection).kind == FailureKind.RATE_LIMITED
-    assert sleeps == []
+    assert api_error(lambda: client.get_results(7)).kind == FailureKind.RATE_LIMITED
+    assert len(responses.calls) == 2
 
 
 @responses.activate

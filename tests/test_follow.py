@@ -11,8 +11,8 @@ import responses
 from django.utils import timezone
 from responses import matchers
 
-from runs import follow
-from runs.models import FollowState, Run
+from runs import sweep
+from runs.models import TERMINAL, FollowState, Run
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +71,7 @@ def test_it_costs_one_listing_plus_one_results_call_per_finished_run(alice, prof
     responses.get(f"{LIST_URL}/103/results", json=_results_body(failed=False))
     responses.get(f"{LIST_URL}/107/results", json=_results_body(failed=True))
 
-    report = follow.sweep()
+    report = sweep.sweep()
 
     assert len(responses.calls) == 3  # not 200: one listing, two results calls
     assert (report.calls, report.finished, report.environments) == (3, 2, 1)
@@ -99,7 +99,7 @@ def test_it_follows_further_pages_of_the_listing(alice, profile):
 
     responses.add_callback(responses.GET, LIST_URL, callback=listing)
     responses.get(f"{LIST_URL}/12/results", json={"data": []})
-    report = follow.sweep()
+    report = sweep.sweep()
     assert report.calls == 3  # two pages of one listing, one results call
     runs[2].refresh_from_db()
     assert runs[2].coalesce_status == "completed"
@@ -110,16 +110,16 @@ def test_a_second_sweep_in_the_same_interval_calls_nothing(alice, profile):
     _run(profile, alice, counter=1)
     responses.get(LIST_URL, json=_listing([_summary(1, "running")]))
     now = timezone.now()
-    assert follow.sweep(now=now).environments == 1
-    assert follow.sweep(now=now + timedelta(seconds=3)).environments == 0  # claimed
+    assert sweep.sweep(now=now).environments == 1
+    assert sweep.sweep(now=now + timedelta(seconds=3)).environments == 0  # claimed
     assert len(responses.calls) == 1
-    assert follow.sweep(now=now + timedelta(seconds=11)).environments == 1  # next interval
+    assert sweep.sweep(now=now + timedelta(seconds=11)).environments == 1  # next interval
 
 
 @responses.activate
 def test_it_stops_when_every_run_has_finished(alice, profile):
     _run(profile, alice, counter=1, coalesce_status="completed")
-    assert follow.sweep().environments == 0
+    assert sweep.sweep().environments == 0
     assert len(responses.calls) == 0
 
 
@@ -129,15 +129,15 @@ def test_it_backs_off_on_429_honouring_retry_after(alice, profile):
     responses.get(LIST_URL, status=429, headers={"Retry-After": "120"},
                   json={"error": {"errorString": "Too many requests"}})
     now = timezone.now()
-    report = follow.sweep(now=now)
+    report = sweep.sweep(now=now)
     assert len(report.errors) == 1 and "limiting" in report.errors[0]
     state = FollowState.objects.get(profile=profile)
     assert state.backoff_until == now + timedelta(seconds=120)
     # Past the interval but within Retry-After: still waiting.
-    assert follow.sweep(now=now + timedelta(seconds=30)).environments == 0
+    assert sweep.sweep(now=now + timedelta(seconds=30)).environments == 0
     assert len(responses.calls) == 1
     responses.replace(responses.GET, LIST_URL, json=_listing([_summary(1, "running")]))
-    assert follow.sweep(now=now + timedelta(seconds=121)).environments == 1
+    assert sweep.sweep(now=now + timedelta(seconds=121)).environments == 1
     state.refresh_from_db()
     assert state.backoff_until is None and state.backoff_seconds == 0
 
@@ -147,9 +147,9 @@ def test_backoff_grows_without_retry_after(alice, profile):
     _run(profile, alice, counter=1)
     responses.get(LIST_URL, status=429, json={"error": {"errorString": "slow down"}})
     now = timezone.now()
-    follow.sweep(now=now)
+    sweep.sweep(now=now)
     first = FollowState.objects.get(profile=profile).backoff_seconds
-    follow.sweep(now=now + timedelta(seconds=first + 1))
+    sweep.sweep(now=now + timedelta(seconds=first + 1))
     assert FollowState.objects.get(profile=profile).backoff_seconds == first * 2
 
 
@@ -159,10 +159,10 @@ def test_every_terminal_state_ends_following(alice, profile, status):
     run = _run(profile, alice, counter=5, coalesce_status="running")
     responses.get(LIST_URL, json=_listing([_summary(5, status, ended=timezone.now())]))
     responses.get(f"{LIST_URL}/5/results", json={"data": []})
-    follow.sweep()
+    sweep.sweep()
     run.refresh_from_db()
     assert run.coalesce_status == status and run.results_fetched_at is not None
-    assert not follow.active_runs().filter(pk=run.pk).exists()
+    assert not Run.objects.active().filter(pk=run.pk).exists()
 
 
 @responses.activate
@@ -174,10 +174,10 @@ def test_it_walks_through_each_transition(alice, profile, sequence):
     now = timezone.now()
     responses.get(f"{LIST_URL}/5/results", json={"data": []})
     for step, status in enumerate(sequence):
-        ended = now if status in follow.TERMINAL else None
+        ended = now if status in TERMINAL else None
         responses.upsert(responses.GET, LIST_URL, json=_listing([_summary(5, status,
                                                                          ended=ended)]))
-        follow.sweep(now=now + timedelta(seconds=11 * step))
+        sweep.sweep(now=now + timedelta(seconds=11 * step))
         run.refresh_from_db()
         assert run.coalesce_status == status
     kinds = list(run.events.values_list("kind", flat=True))
@@ -188,17 +188,17 @@ def test_it_walks_through_each_transition(alice, profile, sequence):
 def test_an_unknown_status_is_stored_and_shown_not_crashed_on(alice, profile):
     run = _run(profile, alice, counter=5)
     responses.get(LIST_URL, json=_listing([_summary(5, "queuedSomewhereNew")]))
-    follow.sweep()
+    sweep.sweep()
     run.refresh_from_db()
     assert run.coalesce_status == "queuedSomewhereNew"
-    assert follow.active_runs().filter(pk=run.pk).exists()  # still followed
+    assert Run.objects.active().filter(pk=run.pk).exists()  # still followed
 
 
 def test_it_stops_following_runs_older_than_the_maximum_age(alice, profile, settings):
     settings.FOLLOW_MAX_AGE_HOURS = 48
     old = _run(profile, alice, counter=5, created_at=timezone.now() - timedelta(hours=49))
     with responses.RequestsMock():  # nothing may be called for it
-        follow.sweep()
+        sweep.sweep()
     old.refresh_from_db()
     assert old.stopped_following_at is not None
     assert "No longer followed" in old.events.get().message
@@ -218,7 +218,7 @@ def test_exactly_one_match_links_the_attempt(alice, profile, status):
         _summary(56, "running", job="8", started=near),  # another job
         _summary(57, "running", job="7", parallelism=2, started=near),  # other parallelism
     ]))
-    assert follow.sweep().reconciled == 1
+    assert sweep.sweep().reconciled == 1
     attempt.refresh_from_db()
     assert (attempt.status, attempt.run_counter, attempt.coalesce_status) == (
         Run.Status.STARTED, 55, "running")
@@ -231,7 +231,7 @@ def test_a_run_already_linked_elsewhere_is_not_a_candidate(alice, profile):
     attempt = _run(profile, alice, status=Run.Status.UNKNOWN, job_id="7")
     responses.get(LIST_URL, json=_listing([_summary(55, "running", job="7",
                                                     started=attempt.created_at)]))
-    assert follow.sweep().reconciled == 0
+    assert sweep.sweep().reconciled == 0
     attempt.refresh_from_db()
     assert attempt.status == Run.Status.UNKNOWN
 
@@ -245,7 +245,7 @@ def test_zero_or_several_matches_are_left_for_a_person(alice, profile, candidate
     near = attempt.created_at + timedelta(seconds=10)
     responses.get(LIST_URL, json=_listing(
         [_summary(60 + i, "running", job="7", started=near) for i in range(candidates)]))
-    follow.sweep()
+    sweep.sweep()
     attempt.refresh_from_db()
     assert attempt.status == Run.Status.UNKNOWN and attempt.run_counter is None
     assert attempt.stopped_following_at is not None
@@ -257,6 +257,6 @@ def test_a_young_submitting_row_is_left_alone(alice, profile):
     attempt = _run(profile, alice, status=Run.Status.SUBMITTING,
                    created_at=timezone.now() - timedelta(seconds=20))
     responses.get(LIST_URL, json=_listing([]))
-    follow.sweep()
+    sweep.sweep()
     attempt.refresh_from_db()
     assert attempt.status == Run.Status.SUBMITTING and attempt.stopped_following_at is None

@@ -140,15 +140,53 @@ def test_it_cancels_and_records_who(alice_client, alice, profile):
     response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
     assert "Coalesce is cancelling run 31." in response.content.decode()
     assert run.events.filter(kind="cancel_requested", actor="alice").exists()
-    assert AuditEntry.objects.filter(action="run_cancelled", actor="alice").exists()
+    # The request and its outcome are two audit entries, in that order.
+    assert list(AuditEntry.objects.filter(actor="alice", action__startswith="run_").order_by("seq").values_list(
+        "action", flat=True)) == ["run_cancel_requested", "run_cancelled"]
     # A second click sends nothing more.
     response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
-    assert "already requested" in response.content.decode()
+    assert "Coalesce already accepted a cancellation of this run." in response.content.decode()
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_cancel_that_failed_can_be_tried_again(alice_client, alice, profile):
+    _may(alice, "cancel_run")
+    profile.organization_id = "org-1"
+    profile.save()
+    run = _run(profile, alice)
+    responses.post(f"{BASE}/scheduler/cancelRun", status=503)
+    responses.post(f"{BASE}/scheduler/cancelRun", status=204)
+    url = reverse("runs:cancel", args=[run.pk])
+
+    alice_client.post(url)
+    assert alice_client.get(url).status_code == 200  # the confirmation page, not a refusal
+    response = alice_client.post(url, follow=True)
+
+    assert "Coalesce is cancelling run 31." in response.content.decode()
+    assert len(responses.calls) == 2
+    assert list(AuditEntry.objects.filter(actor="alice", action__startswith="run_").order_by("seq").values_list(
+        "action", flat=True)) == ["run_cancel_requested", "run_cancel_failed",
+                                  "run_cancel_requested", "run_cancelled"]
+
+
+@responses.activate
+def test_a_cancel_names_the_environment_the_run_was_started_in(alice_client, alice, profile):
+    _may(alice, "cancel_run")
+    run = _run(profile, alice)
+    profile.organization_id = "org-1"
+    profile.environment_id = "99"  # edited after the run started
+    profile.save()
+    responses.post(f"{BASE}/scheduler/cancelRun", status=204, match=[
+        matchers.json_params_matcher({"runID": 31, "orgID": "org-1", "environmentID": "42"})])
+
+    alice_client.post(reverse("runs:cancel", args=[run.pk]))
+
     assert len(responses.calls) == 1
 
 
 @pytest.mark.parametrize(("status", "org", "message"), [
-    ("completed", "org-1", "This run is completed; there is nothing left to cancel."),
+    ("completed", "org-1", "This run is already completed; there is nothing left to cancel."),
     ("running", "", "needs the profile&#x27;s Coalesce organisation ID"),
 ])
 def test_cancel_is_refused_when_the_state_does_not_allow_it(alice_client, alice, profile,

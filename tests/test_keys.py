@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from runs import keys
+from runs import private_keys as keys
 
 PASSPHRASE = "test-only passphrase 42"
 OPENSSL = shutil.which("openssl")

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.views.debug import get_default_exception_reporter_filter
 from responses import matchers
 
-from runs import keys
+from runs import private_keys as keys
 from runs.models import EnvironmentProfile
 
 ADD_URL = reverse("admin:runs_environmentprofile_add")

@@ -24,7 +24,7 @@ from django.urls import reverse
 from responses import matchers
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from runs.keys import normalise_private_key
+from runs.private_keys import normalise_private_key
 from runs.models import AuditEntry, EnvironmentProfile, Run, RunEvent
 from runs.service import RunRequest, start_run
 
@@ -494,7 +494,7 @@ def test_it_sends_nothing_when_credentials_cannot_be_decrypted(
     assert (run.status, run.error_kind, run.http_status) == ("not_sent", "decryption", None)
     page = response.content.decode()
     assert "Not sent" in page
-    assert "The stored credentials cannot be decrypted with the configured keys" in page
+    assert "API token cannot be decrypted with the configured keys, so nothing was sent" in page
 
 
 # -- a crash between the two writes, and a reused form --------------------------------------
@@ -502,7 +502,7 @@ def test_it_sends_nothing_when_credentials_cannot_be_decrypted(
 
 def test_it_leaves_the_run_submitting_when_the_call_crashes(alice_client, profile):
     # The exception propagates (a 500, logged with its traceback); the row stays.
-    crash = mock.patch("runs.service.CoalesceClient.start_run", side_effect=RuntimeError("killed"))
+    crash = mock.patch("runs.coalesce.CoalesceClient.start_run", side_effect=RuntimeError("killed"))
     with crash, pytest.raises(RuntimeError):
         alice_client.post(NEW_URL, form_data(profile))
 

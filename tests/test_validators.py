@@ -6,7 +6,6 @@ from django.core.exceptions import ValidationError
 from runs.validators import (
     OFFICIAL_BASE_URLS,
     normalise_base_url,
-    resolved_identifier,
     validate_login_name,
     validate_snowflake_identifier,
 )
@@ -87,11 +86,6 @@ def test_it_accepts_snowflake_identifiers(name):
 def test_it_explains_a_bad_identifier(name, message):
     with pytest.raises(ValidationError, match=message):
         validate_snowflake_identifier(name, "role")
-
-
-def test_it_shows_what_snowflake_resolves():
-    assert resolved_identifier("my_wh") == "MY_WH"
-    assert resolved_identifier('"My ""Big"" WH"') == 'My "Big" WH'
 
 
 @pytest.mark.parametrize("login", ["svc_dbt", "jane.doe@example.com", "JANE-DOE"])

@@ -20,7 +20,7 @@ from django.db import connection
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from runs import follow, tasks
+from runs import sweep, tasks
 from runs.coalesce import CoalesceClient
 from runs.models import EnvironmentProfile, FollowState, Run
 from runs.simulator import make_server
@@ -86,16 +86,16 @@ def runs(simulator, profiles, alice) -> list[Run]:
     return start_runs(simulator, profiles, alice, len(profiles) * RUNS_PER_ENVIRONMENT)
 
 
-def sweep_together(workers: int, now) -> list[follow.SweepReport]:
+def sweep_together(workers: int, now) -> list[sweep.SweepReport]:
     """`workers` threads, each with its own database connection, sweep at the same moment."""
     barrier = threading.Barrier(workers)
-    reports: list[follow.SweepReport] = []
+    reports: list[sweep.SweepReport] = []
     failures: list[BaseException] = []
 
     def worker() -> None:
         try:
             barrier.wait(timeout=10)
-            reports.append(follow.sweep(now=now))
+            reports.append(sweep.sweep(now=now))
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread below
             failures.append(exc)
         finally:
@@ -135,18 +135,18 @@ def test_a_worker_that_dies_after_its_claim_leaves_nothing_stuck(simulator, prof
     now = timezone.now()
     dead, *alive = profiles
     # The dead worker claimed env-a, then vanished before calling Coalesce.
-    assert follow.claim_environment(dead, now, 10)
+    assert sweep.claim_environment(dead, now, 10)
 
-    report = follow.sweep(now=now, interval=10)
+    report = sweep.sweep(now=now, interval=10)
     assert report.environments == len(alive)
     assert simulator.state.calls_snapshot() == {LISTING: len(alive)}
     assert not Run.objects.filter(profile=dead, last_checked_at__isnull=False).exists()
 
     # Within the interval nobody may take it: the claim holds...
-    assert follow.sweep(now=now + timedelta(seconds=9), interval=10).environments == 0
+    assert sweep.sweep(now=now + timedelta(seconds=9), interval=10).environments == 0
     # ...and after it, the next sweep picks env-a up (with the others, due again).
     later = now + timedelta(seconds=10)
-    assert follow.sweep(now=later, interval=10).environments == len(profiles)
+    assert sweep.sweep(now=later, interval=10).environments == len(profiles)
     assert set(Run.objects.filter(profile=dead).values_list("last_checked_at", flat=True)) == {
         later}
     state = FollowState.objects.get(profile=dead)
@@ -157,19 +157,23 @@ def test_a_worker_that_crashes_mid_sweep_leaves_nothing_stuck(simulator, profile
                                                               monkeypatch):
     now = timezone.now()
 
+    class Killed(BaseException):
+        """Like a SIGKILL: not an Exception, so the sweep's per-environment guard
+        (which keeps one environment's error from stopping the others) lets it through."""
+
     def crash(*args, **kwargs):
-        raise RuntimeError("worker killed mid-sweep")
+        raise Killed
 
     # Dies after its first listing came back, before writing anything.
-    monkeypatch.setattr(follow, "_apply_listing", crash)
-    with pytest.raises(RuntimeError):
-        follow.sweep(now=now, interval=10)
+    monkeypatch.setattr(sweep, "_apply_listing", crash)
+    with pytest.raises(Killed):
+        sweep.sweep(now=now, interval=10)
     monkeypatch.undo()
     assert simulator.state.calls_snapshot() == {LISTING: 1}
 
-    report = follow.sweep(now=now, interval=10)
+    report = sweep.sweep(now=now, interval=10)
     assert report.environments == len(profiles) - 1  # the crashed claim still holds
-    report = follow.sweep(now=now + timedelta(seconds=10), interval=10)
+    report = sweep.sweep(now=now + timedelta(seconds=10), interval=10)
     assert report.environments == len(profiles)
     assert not Run.objects.filter(last_checked_at__isnull=True).exists()
 
@@ -219,7 +223,7 @@ def test_a_reader_never_sees_a_finished_run_without_its_results(simulator, runs,
         return get_results(client, run_id)
 
     monkeypatch.setattr(CoalesceClient, "get_results", spying)
-    assert follow.sweep().finished == len(runs)
+    assert sweep.sweep().finished == len(runs)
     assert set(seen) == {""}
     assert not Run.objects.filter(results_fetched_at__isnull=True).exists()
     assert set(Run.objects.values_list("coalesce_status", flat=True)) == {"completed"}

@@ -18,7 +18,7 @@ from django.core.signals import request_finished, request_started
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from playwright.sync_api import Page, expect
 
-from runs import follow
+from runs import sweep
 from runs.models import EnvironmentProfile, Run
 from runs.service import RunRequest, start_run
 from runs.simulator import SimulatorServer, make_server
@@ -105,7 +105,7 @@ class Sweeper:
             while not self.stop.is_set():
                 try:
                     with self.paused():
-                        self.errors.extend(follow.sweep(interval=SWEEP_SECONDS).errors)
+                        self.errors.extend(sweep.sweep(interval=SWEEP_SECONDS).errors)
                 except Exception as exc:  # noqa: BLE001 - asserted on by the fixture
                     self.errors.append(exc)
                 self.stop.wait(SWEEP_SECONDS)

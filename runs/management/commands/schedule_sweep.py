@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from runs import follow, tasks
+from runs import tasks
+from runs.models import Run
 
 
 class Command(BaseCommand):
@@ -13,7 +14,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        if not follow.active_runs().exists():
+        if not Run.objects.active().exists():
             self.stdout.write("No active runs: nothing to follow.")
             return
         tasks.schedule_sweep(delay=0)

@@ -1,4 +1,4 @@
-"""Following runs to the end: the periodic status sweep.
+"""The sweep: following started runs to their end.
 
 Coalesce rate-limits per account, so the sweep costs as few calls as the question allows:
 per environment with runs still moving, ONE listing of its runs since the oldest one we
@@ -24,16 +24,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from runs.coalesce import CoalesceClient, CoalesceError, FailureKind, RunSummary
-from runs.encryption import CredentialDecryptionError
-from runs.models import EnvironmentProfile, FollowState, Run, RunEvent
+from runs.coalesce import CoalesceError, FailureKind, RunSummary, client_for
+from runs.models import TERMINAL, EnvironmentProfile, FollowState, Run, RunEvent
 from runs.results import results_to_json
 
 logger = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"completed", "failed", "canceled"})
-# Runs in these start states may exist in Coalesce and are looked for (reconciled).
-UNRESOLVED = (Run.Status.SUBMITTING, Run.Status.UNKNOWN)
 # A submitting row younger than this is probably still waiting for its answer.
 SUBMITTING_GRACE = timedelta(minutes=2)
 # How far around an attempt a matching Coalesce run may have started (clock skew, queueing).
@@ -59,14 +55,6 @@ class SweepReport:
                 f"{self.reconciled} reconciled, {len(self.errors)} error(s)")
 
 
-def active_runs():
-    """Runs the sweep still cares about: started and not finished, or not yet resolved."""
-    moving = Q(status=Run.Status.STARTED, run_counter__isnull=False) & ~Q(
-        coalesce_status__in=TERMINAL)
-    return Run.objects.filter(moving | Q(status__in=UNRESOLVED),
-                              stopped_following_at__isnull=True)
-
-
 def sweep(*, now: datetime | None = None, interval: float | None = None) -> SweepReport:
     """Refresh every environment that has active runs and that no other worker has
     claimed in this interval. Safe to call from several processes at once."""
@@ -74,12 +62,24 @@ def sweep(*, now: datetime | None = None, interval: float | None = None) -> Swee
     interval = settings.FOLLOW_INTERVAL_SECONDS if interval is None else interval
     report = SweepReport()
     _stop_following_old_runs(now)
-    profile_ids = set(active_runs().values_list("profile_id", flat=True).distinct())
+    profile_ids = set(Run.objects.active().values_list("profile_id", flat=True).distinct())
     for profile in EnvironmentProfile.objects.filter(pk__in=profile_ids):
         if claim_environment(profile, now, interval):
             report.environments += 1
-            _sweep_environment(profile, now, report)
+            _sweep_isolated(profile, now, report)
     return report
+
+
+def _sweep_isolated(profile: EnvironmentProfile, now: datetime, report: SweepReport) -> None:
+    """One environment's sweep; whatever it raises stays with that environment, so one
+    odd answer from Coalesce never stops the others or the chain of sweeps."""
+    try:
+        _sweep_environment(profile, now, report)
+    except Exception:
+        logger.exception("Sweep of %s failed unexpectedly", profile.name)
+        report.errors.append(f"{profile.name}: unexpected error (see the log)")
+        FollowState.objects.filter(profile=profile).update(
+            last_error="The last sweep failed unexpectedly; the log has the details.")
 
 
 def claim_environment(profile: EnvironmentProfile, now: datetime, interval: float) -> bool:
@@ -95,7 +95,7 @@ def claim_environment(profile: EnvironmentProfile, now: datetime, interval: floa
 
 def _stop_following_old_runs(now: datetime) -> None:
     cutoff = now - timedelta(hours=settings.FOLLOW_MAX_AGE_HOURS)
-    for run in active_runs().filter(created_at__lt=cutoff):
+    for run in Run.objects.active().filter(created_at__lt=cutoff):
         run.stopped_following_at = now
         run.save(update_fields=["stopped_following_at"])
         run.log("unfollowed", f"No longer followed: still not finished after "
@@ -103,26 +103,19 @@ def _stop_following_old_runs(now: datetime) -> None:
 
 
 def _sweep_environment(profile: EnvironmentProfile, now: datetime, report: SweepReport) -> None:
-    runs = list(active_runs().filter(profile=profile).order_by("created_at"))
+    runs = list(Run.objects.active().filter(profile=profile).order_by("created_at"))
     try:
-        # No in-call retries on 429: the sweep backs off per environment instead of
-        # holding a worker asleep.
-        client = CoalesceClient(profile.base_url, profile.get_secret("api_token"),
-                                rate_limit_retries=0)
-    except CredentialDecryptionError:
-        report.errors.append(f"{profile.name}: the API token cannot be decrypted")
-        return
-    try:
-        listing = _list_since(client, profile, _listing_start(runs), report)
-        _apply_listing(client, runs, listing, now, report)
+        with client_for(profile) as client:
+            listing = _list_since(client, profile, _listing_start(runs), report)
+            _apply_listing(client, runs, listing, now, report)
         _clear_backoff(profile)
     except CoalesceError as exc:
         report.errors.append(f"{profile.name}: {exc.message}")
         if exc.kind == FailureKind.RATE_LIMITED:
+            # No in-call retries on 429: the sweep backs off per environment instead of
+            # holding a worker asleep.
             _back_off(profile, now, exc.retry_after)
         logger.warning("Sweep of %s failed: %s", profile.name, exc.message)
-    finally:
-        client.close()
 
 
 def _listing_start(runs: list[Run]) -> datetime:
@@ -149,15 +142,15 @@ def _list_since(client, profile, since: datetime, report: SweepReport) -> list[R
 
 def _apply_listing(client, runs: list[Run], listing: list[RunSummary], now: datetime,
                    report: SweepReport) -> None:
-    by_id = {summary.id: summary for summary in listing}
+    by_counter = {summary.run_counter: summary for summary in listing}
     writes = _Writes()
     for run in runs:
         if run.status == Run.Status.STARTED:
-            summary = by_id.get(run.run_counter)
+            summary = by_counter.get(run.run_counter)
             if summary is not None:
                 _update_run(client, run, summary, writes, report)
     writes.save(now)
-    unresolved = [r for r in runs if r.status in UNRESOLVED]
+    unresolved = [r for r in runs if r.status in Run.UNRESOLVED]
     if unresolved:
         _reconcile(unresolved, listing, now, report)
 
@@ -213,17 +206,19 @@ def _update_run(client, run: Run, summary: RunSummary, writes: _Writes,
             writes.finished.append(run)
 
 
-def fetch_results(client, run: Run, report: SweepReport | None = None) -> None:
-    """Fetch and store the node results (one call). Failures are noted, not raised."""
+def fetch_results(client, run: Run, report: SweepReport | None = None) -> str | None:
+    """Fetch and store the node results (one call). A failure is noted on the run's
+    timeline and returned in plain words, not raised; None when the results are stored."""
     failure = _load_results(client, run, report)
     if failure:
         run.log("results_failed", _results_failed(failure))
-    else:
-        run.save(update_fields=["results", "results_fetched_at"])
+        return _results_failed(failure)
+    run.save(update_fields=["results", "results_fetched_at"])
+    return None
 
 
-def _load_results(client, run: Run, report: SweepReport | None) -> str:
-    """Fetch the node results into `run` without saving it: "" or the error message."""
+def _load_results(client, run: Run, report: SweepReport | None) -> str | None:
+    """Fetch the node results into `run` without saving it: None, or the error message."""
     try:
         nodes = client.get_results(run.run_counter)
     except CoalesceError as exc:
@@ -233,7 +228,7 @@ def _load_results(client, run: Run, report: SweepReport | None) -> str:
             report.calls += 1
     run.results = results_to_json(nodes)
     run.results_fetched_at = timezone.now()
-    return ""
+    return None
 
 
 def _results_failed(message: str) -> str:
@@ -245,7 +240,7 @@ def _reconcile(unresolved: list[Run], listing: list[RunSummary], now: datetime,
     known = set(Run.objects.filter(
         environment_id=unresolved[0].environment_id, run_counter__isnull=False,
     ).values_list("run_counter", flat=True))
-    candidates_pool = [s for s in listing if s.id not in known]
+    candidates_pool = [s for s in listing if s.run_counter not in known]
     for run in unresolved:
         if run.status == Run.Status.SUBMITTING and now - run.created_at < SUBMITTING_GRACE:
             continue
@@ -274,8 +269,8 @@ def _matches(run: Run, summary: RunSummary) -> bool:
 def _link(run: Run, summary: RunSummary, now: datetime) -> None:
     previous = run.get_status_display()
     run.status = Run.Status.STARTED
-    run.run_counter = summary.id
-    run.run_link = f"{run.profile.base_url.rstrip('/')}/runs/{summary.id}"
+    run.run_counter = summary.run_counter
+    run.run_link = f"{run.profile.base_url.rstrip('/')}/runs/{summary.run_counter}"
     run.coalesce_status = summary.status
     run.coalesce_started_at = summary.start_time
     run.coalesce_ended_at = summary.end_time
@@ -283,7 +278,7 @@ def _link(run: Run, summary: RunSummary, now: datetime) -> None:
     run.save(update_fields=["status", "run_counter", "run_link", "coalesce_status",
                             "coalesce_started_at", "coalesce_ended_at", "last_checked_at"])
     run.log("reconciled", f"Was “{previous}”: found exactly one matching Coalesce run "
-            f"(runCounter {summary.id}, same job, selectors and parallelism, started "
+            f"(runCounter {summary.run_counter}, same job, selectors and parallelism, started "
             f"{summary.start_time:%H:%M:%S}). Linked to it.")
 
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 MIN_KEY_SIZE = 2048
+PASSPHRASE_FIELD = "private_key_passphrase"
 
 _REEXPORT = "openssl pkcs8 -topk8 -v2 aes-256-cbc -in old.p8 -out new.p8"
 _RECIPE = "Snowflake's openssl recipe"
@@ -89,10 +90,15 @@ TOO_SMALL = (
 
 
 class PrivateKeyError(ValueError):
-    """A plain, specific message for the admin form.
+    """A plain, specific message for the admin form, and the form field it is about
+    (`private_key`, or `private_key_passphrase` when the passphrase is the problem).
 
     NEVER contains any of the pasted text, nor raw exception text from cryptography/OpenSSL.
     """
+
+    def __init__(self, message: str, *, field: str = "private_key") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, repr=False)
@@ -303,9 +309,9 @@ _DECRYPTABLE_DEK_INFO = {"AES-128-CBC", "AES-256-CBC", "DES-EDE3-CBC"}
 def _load(block: _Block, password: bytes | None) -> PrivateKeyTypes:
     """Load the key with cryptography, mapping every failure to a plain message."""
     if block.encrypted and password is None:
-        raise PrivateKeyError(NEEDS_PASSPHRASE)
+        raise PrivateKeyError(NEEDS_PASSPHRASE, field=PASSPHRASE_FIELD)
     if not block.encrypted and password is not None:
-        raise PrivateKeyError(NO_PASSPHRASE_NEEDED)
+        raise PrivateKeyError(NO_PASSPHRASE_NEEDED, field=PASSPHRASE_FIELD)
     try:
         return serialization.load_pem_private_key(block.pem(), password)
     except UnsupportedAlgorithm:
@@ -313,7 +319,9 @@ def _load(block: _Block, password: bytes | None) -> PrivateKeyTypes:
     except TypeError:  # the encrypted/unencrypted checks above disagree with cryptography
         raise PrivateKeyError(UNSUPPORTED) from None
     except ValueError as exc:
-        raise PrivateKeyError(_load_failure(block, password, str(exc))) from None
+        message = _load_failure(block, password, str(exc))
+        field = PASSPHRASE_FIELD if message.startswith(WRONG_PASSPHRASE) else "private_key"
+        raise PrivateKeyError(message, field=field) from None
 
 
 def _load_failure(block: _Block, password: bytes | None, reason: str) -> str:
