@@ -148,7 +148,7 @@ def test_one_environments_bad_answer_does_not_stop_the_others(profile, alice, an
     def listing(request):
         environment = request.params["environmentID"]
         if environment == "42":  # a start time no database can hold
-            item = {"id": 31, "runStatus": "running", "runStartTime": "9999-12-31T23:59:59Z",
+            item = {"id": 31, "runStatus": "running", "runStartTime": "9999-12-31T23:59:59-14:00",
                     "runType": "refresh", "environmentID": "42"}
             return 200, {}, __import__("json").dumps({"data": [item]})
         item = {"id": 32, "runStatus": "completed", "runStartTime": now, "runEndTime": now,
