@@ -18,6 +18,7 @@ from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from runs.forms import RunFilterForm
 from runs.history import PAGE_SIZE, Cursor, RunHistory
 from runs.models import EnvironmentProfile, Run
 from runs.views import _visible_profiles, _visible_runs
@@ -357,7 +358,9 @@ def test_it_wires_the_filter_form_and_pager_for_htmx_and_plain_links(alice_clien
 
 def test_it_renders_the_rows_partial_on_its_own(alice, profile):
     run = make_run(profile, alice, error_message="Bad <script>")
-    history = RunHistory(Run.objects.all(), {}, profiles=EnvironmentProfile.objects.all())
+    runs = Run.objects.all()
+    history = RunHistory(runs, RunFilterForm({}, runs=runs,
+                                             profiles=EnvironmentProfile.objects.all()))
     assert history.is_valid()
     html = render_to_string("runs/run_list.html#run-rows",
                             {"history": history, "page": history.page()})
