@@ -530,25 +530,16 @@ class RunFilterForm(DateRangeForm):
                                   "runs.", code="bad_cursor") from None
 
 
-class AuditFilterForm(forms.Form):
+class AuditFilterForm(DateRangeForm):
     """The audit log's filters, read from the query string. `before` is the keyset
     cursor: the seq of the last entry of the previous page."""
 
     action = forms.ChoiceField(label="Action", required=False,
                                choices=[("", "Any action"), *AuditEntry.Action.choices])
     actor = forms.CharField(label="Who", required=False, max_length=150)
-    date_from = forms.DateField(label="From", required=False,
-                                widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label="To", required=False,
-                              widget=forms.DateInput(attrs={"type": "date"}))
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
-    def clean(self):
-        cleaned = super().clean()
-        start, end = cleaned.get("date_from"), cleaned.get("date_to")
-        if start and end and start > end:
-            self.add_error("date_to", "The end date is before the start date.")
-        return cleaned
+    field_order = ["action", "actor", "date_from", "date_to", "before"]
 
     def filter(self, entries):
         data = self.cleaned_data
@@ -556,8 +547,4 @@ class AuditFilterForm(forms.Form):
             entries = entries.filter(action=data["action"])
         if data.get("actor"):
             entries = entries.filter(actor=data["actor"].strip())
-        if data.get("date_from"):
-            entries = entries.filter(at__date__gte=data["date_from"])
-        if data.get("date_to"):
-            entries = entries.filter(at__date__lte=data["date_to"])
-        return entries
+        return entries.filter(self.date_range("at"))
