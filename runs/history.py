@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
@@ -281,7 +282,12 @@ class Page:
 
     @property
     def moving_ids(self) -> list[int]:
-        return [row.pk for row in self.rows if row.is_moving]
+        return moving_ids(self.rows)
+
+
+def moving_ids(rows: Iterable[HistoryRow]) -> list[int]:
+    """The pks of the rows whose status may still change: the ones the page polls for."""
+    return [row.pk for row in rows if row.is_moving]
 
 
 def rows_for(runs: QuerySet[Run]) -> list[HistoryRow]:

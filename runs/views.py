@@ -23,7 +23,7 @@ from runs.coalesce import CoalesceClient
 from runs.encryption import CredentialDecryptionError
 from runs.exports import audit_csv_chunks, csv_chunks, csv_response, export_batches
 from runs.forms import AuditFilterForm, RerunForm, RunFilterForm, RunForm
-from runs.history import PAGE_SIZE, Page, RunHistory, rows_for
+from runs.history import PAGE_SIZE, RunHistory, moving_ids, rows_for
 from runs.http import client_ip
 from runs.models import AuditEntry, EnvironmentProfile, Run
 from runs.results import failed_first, results_from_json
@@ -86,10 +86,10 @@ def run_statuses(request: HttpRequest):
         return HttpResponseBadRequest("ids must be run numbers separated by commas.")
     runs = _visible_runs(request.user).filter(pk__in=ids).order_by("-created_at", "-id")
     rows = rows_for(runs)
-    page = Page(rows=rows, older=None, newer=None)
+    moving = moving_ids(rows)
     html = render_to_string("runs/run_list.html#run-statuses",
-                            {"rows": rows, "page": page, "oob": True}, request=request)
-    return HttpResponse(html) if page.moving_ids else HttpResponseStopPolling(html)
+                            {"rows": rows, "moving": moving, "oob": True}, request=request)
+    return HttpResponse(html) if moving else HttpResponseStopPolling(html)
 
 
 @login_required
