@@ -57,7 +57,7 @@ def test_it_streams_every_column_as_csv(alice_client, alice, profile):
     assert response["Content-Disposition"] == (
         f'attachment; filename="run-history-{today}.csv"')
     assert rows == [{
-        "run_id": str(run.pk), "started_at": "2024-05-10T12:00:00+00:00",
+        "run_id": str(run.pk), "requested_at": "2024-05-10T12:00:00+00:00",
         "started_by": "alice", "environment": "Production", "job_id": "7",
         "include_selector": "", "exclude_selector": "", "parallelism": "12", "force": "yes",
         "run_counter": "4321", "run_link": "https://app.coalescesoftware.io/runs/4321",
@@ -74,7 +74,7 @@ def test_it_writes_times_in_utc_with_their_microseconds(alice_client, alice, pro
              coalesce_status="failed", coalesce_started_at=T0,
              coalesce_ended_at=T0 + timedelta(seconds=1, microseconds=500_000))
     _, rows = download(alice_client)
-    assert rows[0]["started_at"] == "2024-05-10T12:00:00.250000+00:00"
+    assert rows[0]["requested_at"] == "2024-05-10T12:00:00.250000+00:00"
     assert rows[0]["coalesce_started_at"] == "2024-05-10T12:00:00+00:00"
     assert rows[0]["coalesce_ended_at"] == "2024-05-10T12:00:01.500000+00:00"
     assert rows[0]["duration_seconds"] == "1.5"

@@ -86,6 +86,8 @@ def test_it_shows_the_columns_of_a_run(alice_client, alice, profile):
     assert response.context["page"].rows[0].pk == run.pk
     html = response.content.decode()
     assert f'href="{run.get_absolute_url()}"' in html
+    # The first column is when the attempt was made, not when Coalesce began the run.
+    assert '<th scope="col">Requested at</th>' in html and "Started at" not in html
     assert '<time datetime="2024-05-10T12:00:00+00:00">2024-05-10 12:00</time>' in html
     for text in ("alice", "Production", "Job 7", "<td>12</td>", "Forced", "Started",
                  "Completed", "4 min 12 s", "Node failed: FOO"):
