@@ -337,6 +337,7 @@ def explain() -> None:
     """The plans of the history's queries, to check they are index range scans."""
     from django.contrib.auth.models import User
 
+    from runs.forms import RunFilterForm
     from runs.history import Cursor, RunHistory
     from runs.models import EnvironmentProfile, Run
     from runs.views import _visible_profiles, _visible_runs
@@ -353,7 +354,9 @@ def explain() -> None:
         "analyst first page": (analyst, {}),
     }
     for name, (user, params) in cases.items():
-        history = RunHistory(_visible_runs(user), params, profiles=_visible_profiles(user))
+        runs = _visible_runs(user)
+        form = RunFilterForm(params, runs=runs, profiles=_visible_profiles(user))
+        history = RunHistory(runs, form)
         assert history.is_valid(), history.form.errors
         query = history._rows.order_by("-created_at", "-pk")
         if params.get("cursor"):

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-import io
 import json
 import uuid
 
@@ -13,17 +11,17 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
-    StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
 from runs import service
-from runs.forms import AuditFilterForm, RerunForm, RunForm
-from runs.history import PAGE_SIZE, Page, RunHistory, csv_chunks, csv_safe, rows_for
+from runs.charts import charts_for
+from runs.exports import audit_csv_chunks, csv_chunks, csv_response, export_batches
+from runs.forms import AuditFilterForm, RerunForm, RunFilterForm, RunForm
+from runs.history import PAGE_SIZE, RunHistory, moving_ids, rows_for
 from runs.http import AuthenticatedHttpRequest, client_ip
 from runs.models import AuditEntry, EnvironmentProfile, Run
 from runs.results import failed_first, results_from_json
@@ -85,10 +83,10 @@ def run_statuses(request: HttpRequest):
         return HttpResponseBadRequest("ids must be run numbers separated by commas.")
     runs = _visible_runs(request.user).filter(pk__in=ids).order_by("-created_at", "-id")
     rows = rows_for(runs)
-    page = Page(rows=rows, older=None, newer=None)
+    moving = moving_ids(rows)
     html = render_to_string("runs/run_list.html#run-statuses",
-                            {"rows": rows, "page": page, "oob": True}, request=request)
-    return HttpResponse(html) if page.moving_ids else HttpResponseStopPolling(html)
+                            {"rows": rows, "moving": moving, "oob": True}, request=request)
+    return HttpResponse(html) if moving else HttpResponseStopPolling(html)
 
 
 @login_required
@@ -99,7 +97,7 @@ def run_charts(request: HttpRequest):
     history = _history(request)
     if not history.is_valid():
         return _invalid_filters(request, history, "runs/run_list.html#history-charts")
-    context = {"history": history, "charts": history.charts()}
+    context = {"history": history, "charts": charts_for(history)}
     if request.htmx:
         return render(request, "runs/run_list.html#history-charts", context)
     return render(request, "runs/run_list.html", {**context, "page": history.page()})
@@ -111,16 +109,14 @@ def export_runs(request: HttpRequest):
     history = _history(request)
     if not history.is_valid():
         return _invalid_filters(request, history)
-    response = StreamingHttpResponse(csv_chunks(history.export_batches()),
-                                     content_type="text/csv; charset=utf-8")
-    filename = f"run-history-{timezone.localdate():%Y-%m-%d}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return csv_response(csv_chunks(export_batches(history)), "run-history")
 
 
 def _history(request: HttpRequest) -> RunHistory:
     user = request.user
-    return RunHistory(_visible_runs(user), request.GET, profiles=_visible_profiles(user))
+    runs = _visible_runs(user)
+    form = RunFilterForm(request.GET, runs=runs, profiles=_visible_profiles(user))
+    return RunHistory(runs, form)
 
 
 def _invalid_filters(request: HttpRequest, history: RunHistory, fragment: str = ""):
@@ -309,7 +305,6 @@ def rerun_run(request: AuthenticatedHttpRequest, pk: int):
 # --- the audit log ---
 
 AUDIT_PAGE_SIZE = 100
-AUDIT_CSV_HEADER = ["seq", "at", "actor", "ip", "action", "target", "details", "hash"]
 
 
 @login_required
@@ -338,28 +333,4 @@ def export_audit_log(request: HttpRequest):
     form = AuditFilterForm(request.GET)
     if not form.is_valid():
         return render(request, "runs/audit_log.html", {"form": form}, status=400)
-    response = StreamingHttpResponse(_audit_csv(form.filter(AuditEntry.objects.all())),
-                                     content_type="text/csv; charset=utf-8")
-    filename = f"audit-log-{timezone.localdate():%Y-%m-%d}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
-def _audit_csv(entries, batch_size: int = 2000):
-    """CSV text in chunks, walking the log by seq so memory stays flat at any size."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(AUDIT_CSV_HEADER)
-    last_seq = 0
-    while True:
-        batch = list(entries.filter(seq__gt=last_seq).order_by("seq")[:batch_size])
-        for e in batch:
-            writer.writerow([csv_safe(v) for v in (
-                e.seq, e.at.isoformat(), e.actor, e.ip or "", e.action, e.target,
-                json.dumps(e.details, sort_keys=True), e.hash)])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        if len(batch) < batch_size:
-            return
-        last_seq = batch[-1].seq
+    return csv_response(audit_csv_chunks(form.filter(AuditEntry.objects.all())), "audit-log")

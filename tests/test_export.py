@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from runs import history
+from runs import exports
 from runs.models import EnvironmentProfile, Run
 
 URL = reverse("runs:export")
@@ -57,7 +57,7 @@ def test_it_streams_every_column_as_csv(alice_client, alice, profile):
     assert response["Content-Disposition"] == (
         f'attachment; filename="run-history-{today}.csv"')
     assert rows == [{
-        "run_id": str(run.pk), "started_at": "2024-05-10T12:00:00+00:00",
+        "run_id": str(run.pk), "requested_at": "2024-05-10T12:00:00+00:00",
         "started_by": "alice", "environment": "Production", "job_id": "7",
         "include_selector": "", "exclude_selector": "", "parallelism": "12", "force": "yes",
         "run_counter": "4321", "run_link": "https://app.coalescesoftware.io/runs/4321",
@@ -74,7 +74,7 @@ def test_it_writes_times_in_utc_with_their_microseconds(alice_client, alice, pro
              coalesce_status="failed", coalesce_started_at=T0,
              coalesce_ended_at=T0 + timedelta(seconds=1, microseconds=500_000))
     _, rows = download(alice_client)
-    assert rows[0]["started_at"] == "2024-05-10T12:00:00.250000+00:00"
+    assert rows[0]["requested_at"] == "2024-05-10T12:00:00.250000+00:00"
     assert rows[0]["coalesce_started_at"] == "2024-05-10T12:00:00+00:00"
     assert rows[0]["coalesce_ended_at"] == "2024-05-10T12:00:01.500000+00:00"
     assert rows[0]["duration_seconds"] == "1.5"
@@ -89,7 +89,7 @@ def test_it_leaves_the_duration_empty_until_the_run_ends(alice_client, alice, pr
 def test_it_writes_only_a_header_when_nothing_matches(alice_client, profile):
     response = alice_client.get(URL)
     text = b"".join(response.streaming_content).decode()
-    assert text == ",".join(history.CSV_HEADER) + "\r\n"
+    assert text == ",".join(exports.CSV_HEADER) + "\r\n"
 
 
 def test_it_escapes_commas_quotes_and_newlines(alice_client, alice, profile):
@@ -153,7 +153,7 @@ def test_it_exports_only_what_the_analyst_may_see(alice_client, alice, admin_use
 
 def test_it_exports_every_run_once_across_batches_with_ties(alice_client, alice, profile,
                                                              monkeypatch):
-    monkeypatch.setattr(history, "EXPORT_BATCH_SIZE", 4)
+    monkeypatch.setattr(exports, "EXPORT_BATCH_SIZE", 4)
     # 11 runs share a timestamp (with microseconds), so batch boundaries fall in the tie.
     runs = [make_run(profile, alice, created_at=T0 + timedelta(seconds=1))]
     runs += [make_run(profile, alice, created_at=T0 + timedelta(microseconds=123_456))

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs import history
+from runs.charts import build_charts
 from runs.models import EnvironmentProfile, Run
 
 URL = reverse("runs:charts")
@@ -247,7 +248,7 @@ def test_it_renders_the_partial_from_plain_data():
               (1, "Prod", date(2024, 5, 9), "started", "", 7)]  # outside: ignored
     durations = [(1, "2024-05-01T10:00:00", "2024-05-01T11:00:00"),
                  (1, "2024-05-01T10:00:00", "2024-05-01T09:00:00")]  # negative: ignored
-    charts = history.build_charts(start, date(2024, 5, 2), False, counts, durations)
+    charts = build_charts(start, date(2024, 5, 2), False, counts, durations)
     html = render_to_string("runs/run_list.html#history-charts", {"charts": charts})
     assert table_rows(html, "<caption>Per environment") == [
         ["Prod", "4", "4", "0", "0", "100%", "1 h 00 min"]]

@@ -178,3 +178,19 @@ def test_an_auditor_cannot_fetch_results_or_cancel(client, profile, alice, bob):
         cancel = client.post(reverse("runs:cancel", args=[run.pk]))
 
     assert (fetch.status_code, cancel.status_code) == (404, 404)
+
+
+def test_a_history_page_showing_a_run_no_longer_followed_does_not_poll(alice_client, profile,
+                                                                       alice):
+    followed = _run(profile, alice, coalesce_status="running")
+    statuses = reverse("runs:statuses")
+
+    page = alice_client.get(reverse("runs:list")).content.decode()
+    assert f'hx-get="{statuses}?ids={followed.pk}"' in page  # a moving run is polled
+
+    followed.stopped_following_at = timezone.now()  # the sweep gave up on it
+    followed.save()
+    page = alice_client.get(reverse("runs:list")).content.decode()
+    assert statuses not in page
+    # And a poll already under way is told to stop (286), not to go on.
+    assert alice_client.get(f"{statuses}?ids={followed.pk}").status_code == 286

@@ -18,6 +18,7 @@ from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from runs.forms import RunFilterForm
 from runs.history import PAGE_SIZE, Cursor, RunHistory
 from runs.models import EnvironmentProfile, Run
 from runs.views import _visible_profiles, _visible_runs
@@ -85,6 +86,8 @@ def test_it_shows_the_columns_of_a_run(alice_client, alice, profile):
     assert response.context["page"].rows[0].pk == run.pk
     html = response.content.decode()
     assert f'href="{run.get_absolute_url()}"' in html
+    # The first column is when the attempt was made, not when Coalesce began the run.
+    assert '<th scope="col">Requested at</th>' in html and "Started at" not in html
     assert '<time datetime="2024-05-10T12:00:00+00:00">2024-05-10 12:00</time>' in html
     for text in ("alice", "Production", "Job 7", "<td>12</td>", "Forced", "Started",
                  "Completed", "4 min 12 s", "Node failed: FOO"):
@@ -357,7 +360,9 @@ def test_it_wires_the_filter_form_and_pager_for_htmx_and_plain_links(alice_clien
 
 def test_it_renders_the_rows_partial_on_its_own(alice, profile):
     run = make_run(profile, alice, error_message="Bad <script>")
-    history = RunHistory(Run.objects.all(), {}, profiles=EnvironmentProfile.objects.all())
+    runs = Run.objects.all()
+    history = RunHistory(runs, RunFilterForm({}, runs=runs,
+                                             profiles=EnvironmentProfile.objects.all()))
     assert history.is_valid()
     html = render_to_string("runs/run_list.html#run-rows",
                             {"history": history, "page": history.page()})

@@ -1,0 +1,227 @@
+"""The history's charts: runs per day by outcome for each environment, drawn as SVG.
+
+The numbers come from the same filtered runs as the history's pages (a RunHistory), over
+the chart's own range of days; the geometry is computed here so the template only places
+ready-made attribute strings.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+
+from runs.exports import UtcText
+from runs.forms import EARLIEST_DATE, day_range
+from runs.history import (
+    FAILED,
+    NEWEST_FIRST,
+    OK,
+    OTHER,
+    OUTCOME_LABELS,
+    RunHistory,
+    format_duration,
+    outcome,
+)
+
+CHART_DEFAULT_DAYS = 30
+CHART_MAX_DAYS = 92
+# The median duration is computed in Python over at most this many completed runs (the
+# newest ones of the range), which bounds the memory and time of a chart request.
+MAX_DURATIONS = 20_000
+
+# The plot's geometry in SVG user units (the SVG scales to its container).
+CHART_WIDTH, CHART_HEIGHT = 640, 170
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 44, 8, 10, 26
+
+
+def charts_for(history: RunHistory) -> Charts:
+    """Runs per day and outcome for each environment over the chart's date range.
+
+    `history` must be valid. Two grouped queries, whatever the number of runs.
+    """
+    start, end, capped = _chart_range(history.form.cleaned_data)
+    runs = history.filtered(dates=False).filter(day_range("created_at", start, end))
+    counts = (
+        runs.annotate(day=TruncDate("created_at"))
+        .values_list("profile", "profile__name", "day", "status", "coalesce_status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    durations = (
+        runs.filter(coalesce_status="completed", coalesce_started_at__isnull=False,
+                    coalesce_ended_at__isnull=False)
+        .order_by(*NEWEST_FIRST)
+        .values_list("profile", UtcText("coalesce_started_at"), UtcText("coalesce_ended_at"))
+        [:MAX_DURATIONS]
+    )
+    return build_charts(start, end, capped, counts, durations)
+
+
+def _chart_range(data: dict) -> tuple[date, date, bool]:
+    """(first day, last day, capped): the filter's dates, by default the last 30 days,
+    and at most CHART_MAX_DAYS (the most recent ones of a longer range)."""
+    end = data["date_to"] or max(timezone.localdate(), data["date_from"] or EARLIEST_DATE)
+    start = data["date_from"] or end - timedelta(days=CHART_DEFAULT_DAYS - 1)
+    if (end - start).days >= CHART_MAX_DAYS:
+        return end - timedelta(days=CHART_MAX_DAYS - 1), end, True
+    return start, end, False
+
+
+class OutcomeTotals:
+    """`ok`, `failed` and `other` for the templates, read from `totals` (runs by outcome)."""
+
+    totals: dict[str, int]
+
+    @property
+    def ok(self) -> int:
+        return self.totals[OK]
+
+    @property
+    def failed(self) -> int:
+        return self.totals[FAILED]
+
+    @property
+    def other(self) -> int:
+        return self.totals[OTHER]
+
+    @property
+    def outcome_summary(self) -> str:
+        """For example "3 succeeded or started, 1 failed or rejected, 0 unknown or other"."""
+        totals = self.totals
+        return ", ".join(f"{totals[o]} {OUTCOME_LABELS[o].lower()}" for o in OUTCOME_LABELS)
+
+
+@dataclass
+class Segment:
+    outcome: str
+    geometry: str  # the <rect>'s x, y, width and height attributes (numbers only)
+
+
+@dataclass
+class DayBar(OutcomeTotals):
+    day: date
+    counts: dict[str, int]
+    x: float = 0
+    width: float = 0
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return self.counts
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def day_iso(self) -> str:
+        return self.day.isoformat()
+
+    @property
+    def label(self) -> str:
+        return f"{self.day:%Y-%m-%d}: {self.total} runs ({self.outcome_summary})"
+
+
+@dataclass
+class EnvironmentChart(OutcomeTotals):
+    pk: int
+    name: str
+    bars: list[DayBar]
+    durations: list[float]
+    y_max: int = 0
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {o: sum(bar.counts[o] for bar in self.bars) for o in OUTCOME_LABELS}
+
+    @property
+    def total(self) -> int:
+        return sum(bar.total for bar in self.bars)
+
+    @property
+    def success_rate(self) -> str:
+        """Runs that succeeded or started, as a share of every attempt."""
+        return f"{self.ok / self.total:.0%}" if self.total else "—"
+
+    @property
+    def median_duration(self) -> str:
+        if not self.durations:
+            return "—"
+        return format_duration(timedelta(seconds=statistics.median(self.durations)))
+
+    @property
+    def description(self) -> str:
+        first, last = self.bars[0].day, self.bars[-1].day
+        busiest = max(self.bars, key=lambda bar: bar.total)
+        return (f"{self.total} runs on {self.name} from {first:%Y-%m-%d} to {last:%Y-%m-%d}: "
+                f"{self.outcome_summary}. Success rate {self.success_rate}; median duration "
+                f"of completed runs {self.median_duration}. Busiest day {busiest.day:%Y-%m-%d} "
+                f"with {busiest.total} runs.")
+
+    @property
+    def axis(self) -> dict:
+        """Positions of the axis lines and labels, for the template."""
+        bottom = CHART_HEIGHT - PLOT_BOTTOM
+        return {"left": PLOT_LEFT, "right": CHART_WIDTH - PLOT_RIGHT, "top": PLOT_TOP,
+                "bottom": bottom, "label_x": PLOT_LEFT - 6, "date_y": bottom + 16,
+                "width": CHART_WIDTH, "height": CHART_HEIGHT,
+                "first_day": self.bars[0].day, "last_day": self.bars[-1].day}
+
+    def layout(self) -> None:
+        """Place the stacked bars: one slot per day, outcomes stacked in OUTCOME order."""
+        self.y_max = max(1, max(bar.total for bar in self.bars))
+        plot_width = CHART_WIDTH - PLOT_LEFT - PLOT_RIGHT
+        plot_height = CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM
+        slot = plot_width / len(self.bars)
+        for index, bar in enumerate(self.bars):
+            bar.x = round(PLOT_LEFT + index * slot + slot * 0.1, 2)
+            bar.width = round(max(slot * 0.8, 1), 2)
+            base = CHART_HEIGHT - PLOT_BOTTOM
+            for name in OUTCOME_LABELS:
+                if bar.counts[name]:
+                    height = plot_height * bar.counts[name] / self.y_max
+                    base -= height
+                    # One attribute string rather than four template variables: a month
+                    # of 20 environments draws over a thousand rectangles.
+                    geometry = (f'x="{bar.x}" y="{round(base, 2)}" width="{bar.width}" '
+                                f'height="{round(height, 2)}"')
+                    bar.segments.append(Segment(name, mark_safe(geometry)))
+
+
+@dataclass
+class Charts:
+    start: date
+    end: date
+    capped: bool
+    environments: list[EnvironmentChart]
+    outcomes: dict[str, str] = field(default_factory=lambda: dict(OUTCOME_LABELS))
+
+
+def build_charts(start: date, end: date, capped: bool, counts: Iterable[tuple],
+                 durations: Iterable[tuple]) -> Charts:
+    """Charts from (profile pk, name, day, status, coalesce_status, n) groups and
+    (profile pk, coalesce_started_at, coalesce_ended_at) rows, times as UtcText."""
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    charts: dict[int, EnvironmentChart] = {}
+    for pk, name, day, status, coalesce_status, n in counts:
+        if pk not in charts:
+            bars = [DayBar(d, dict.fromkeys(OUTCOME_LABELS, 0)) for d in days]
+            charts[pk] = EnvironmentChart(pk, name, bars, [])
+        index = (day - start).days
+        if 0 <= index < len(days):
+            charts[pk].bars[index].counts[outcome(status, coalesce_status)] += n
+    for pk, started, ended in durations:  # as UtcText
+        seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+        if pk in charts and seconds >= 0:
+            charts[pk].durations.append(seconds)
+    environments = sorted(charts.values(), key=lambda chart: chart.name.lower())
+    for chart in environments:
+        chart.layout()
+    return Charts(start, end, capped, environments)
