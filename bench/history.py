@@ -340,7 +340,6 @@ def explain() -> None:
     from runs.forms import RunFilterForm
     from runs.history import Cursor, RunHistory
     from runs.models import EnvironmentProfile, Run
-    from runs.views import _visible_profiles, _visible_runs
 
     admin = User.objects.get(username="bench-admin")
     analyst = User.objects.get(username="analyst000")
@@ -354,8 +353,9 @@ def explain() -> None:
         "analyst first page": (analyst, {}),
     }
     for name, (user, params) in cases.items():
-        runs = _visible_runs(user)
-        form = RunFilterForm(params, runs=runs, profiles=_visible_profiles(user))
+        runs = Run.objects.visible_to(user)
+        profiles = EnvironmentProfile.objects.visible_to(user)
+        form = RunFilterForm(params, runs=runs, profiles=profiles)
         history = RunHistory(runs, form)
         assert history.is_valid(), history.form.errors
         query = history._rows.order_by("-created_at", "-pk")

@@ -35,16 +35,9 @@ def _get_profile_for_user(request: AuthenticatedHttpRequest, pk) -> EnvironmentP
         raise Http404("No such environment.") from None
 
 
-def _visible_profiles(user):
-    return EnvironmentProfile.objects.visible_to(user)
-
-
-def _visible_runs(user):
-    return Run.objects.visible_to(user).select_related("profile", "created_by")
-
-
 def _get_run_for_user(request: AuthenticatedHttpRequest, pk: int) -> Run:
-    return get_object_or_404(_visible_runs(request.user), pk=pk)
+    runs = Run.objects.visible_to(request.user).select_related("profile", "created_by")
+    return get_object_or_404(runs, pk=pk)
 
 
 def _get_runnable_run_for_user(request: AuthenticatedHttpRequest, pk: int) -> Run:
@@ -81,7 +74,7 @@ def run_statuses(request: HttpRequest):
         ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:PAGE_SIZE]
     except ValueError:
         return HttpResponseBadRequest("ids must be run numbers separated by commas.")
-    runs = _visible_runs(request.user).filter(pk__in=ids).order_by("-created_at", "-id")
+    runs = Run.objects.visible_to(request.user).filter(pk__in=ids).order_by("-created_at", "-id")
     rows = rows_for(runs)
     moving = moving_ids(rows)
     html = render_to_string("runs/run_list.html#run-statuses",
@@ -114,8 +107,9 @@ def export_runs(request: HttpRequest):
 
 def _history(request: HttpRequest) -> RunHistory:
     user = request.user
-    runs = _visible_runs(user)
-    form = RunFilterForm(request.GET, runs=runs, profiles=_visible_profiles(user))
+    runs = Run.objects.visible_to(user)
+    form = RunFilterForm(request.GET, runs=runs,
+                         profiles=EnvironmentProfile.objects.visible_to(user))
     return RunHistory(runs, form)
 
 

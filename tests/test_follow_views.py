@@ -141,8 +141,7 @@ def test_it_cancels_and_records_who(alice_client, alice, profile):
     assert "Coalesce is cancelling run 31." in response.content.decode()
     assert run.events.filter(kind="cancel_requested", actor="alice").exists()
     # The request and its outcome are two audit entries, in that order.
-    assert list(AuditEntry.objects.filter(actor="alice", action__startswith="run_").order_by("seq").values_list(
-        "action", flat=True)) == ["run_cancel_requested", "run_cancelled"]
+    assert list(_run_audit_actions()) == ["run_cancel_requested", "run_cancelled"]
     # A second click sends nothing more.
     response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
     assert "Coalesce already accepted a cancellation of this run." in response.content.decode()
@@ -165,8 +164,7 @@ def test_a_cancel_that_failed_can_be_tried_again(alice_client, alice, profile):
 
     assert "Coalesce is cancelling run 31." in response.content.decode()
     assert len(responses.calls) == 2
-    assert list(AuditEntry.objects.filter(actor="alice", action__startswith="run_").order_by("seq").values_list(
-        "action", flat=True)) == ["run_cancel_requested", "run_cancel_failed",
+    assert list(_run_audit_actions()) == ["run_cancel_requested", "run_cancel_failed",
                                   "run_cancel_requested", "run_cancelled"]
 
 
@@ -211,6 +209,11 @@ def test_a_refused_cancel_shows_coalesces_reason(alice_client, alice, profile):
     response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
     assert "Run is not running" in response.content.decode()
     assert run.events.filter(kind="cancel_failed").exists()
+
+
+def _run_audit_actions() -> list[str]:
+    entries = AuditEntry.objects.filter(actor="alice", action__startswith="run_")
+    return list(entries.order_by("seq").values_list("action", flat=True))
 
 
 # --- rerun ---

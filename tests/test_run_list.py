@@ -21,7 +21,6 @@ from django.urls import reverse
 from runs.forms import RunFilterForm
 from runs.history import PAGE_SIZE, Cursor, RunHistory
 from runs.models import EnvironmentProfile, Run
-from runs.views import _visible_profiles, _visible_runs
 
 URL = reverse("runs:list")
 T0 = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
@@ -182,10 +181,11 @@ def test_it_offers_every_environment_and_user_to_auditors(client, carol, two_run
 @pytest.mark.parametrize("viewer", ["alice", "bob", "carol", "admin_user"])
 def test_its_environment_choices_follow_the_run_visibility_rule(two_runs, viewer, request):
     # The environment filter applies the visibility rule to profiles; it must agree with
-    # _visible_runs, which applies it to runs.
+    # Run.objects.visible_to, which applies it to runs.
     user = request.getfixturevalue(viewer)
-    runs_profiles = set(_visible_runs(user).values_list("profile", flat=True))
-    assert runs_profiles == set(_visible_profiles(user).values_list("pk", flat=True))
+    runs_profiles = set(Run.objects.visible_to(user).values_list("profile", flat=True))
+    profiles = EnvironmentProfile.objects.visible_to(user)
+    assert runs_profiles == set(profiles.values_list("pk", flat=True))
 
 
 def test_it_escapes_names_in_the_filter_choices(client, carol, profile):

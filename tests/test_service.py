@@ -24,8 +24,8 @@ from django.urls import reverse
 from responses import matchers
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from runs.private_keys import normalise_private_key
 from runs.models import AuditEntry, EnvironmentProfile, Run, RunEvent
+from runs.private_keys import normalise_private_key
 from runs.service import RunRequest, start_run
 
 NEW_URL = reverse("runs:new")
