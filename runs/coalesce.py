@@ -1,4 +1,4 @@
-"""The one module that talks to Coalesce (its public API reference; the 2024 OpenAPI
+"""The one module that talks to Coalesce (docs/coalesce-api.md; the 2024 OpenAPI
 description is in tests/data/coalesce-openapi-2024.yaml).
 
 Everything that goes over the wire to Coalesce passes through `CoalesceClient`. It turns
@@ -124,7 +124,7 @@ class StartedRun:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One run as GET /api/v1/runs lists it (docs/coalesce-api.md §4.1).
+    """One run as GET /api/v1/runs lists it (docs/coalesce-api.md §5.1).
 
     `status` and `run_type` are Coalesce's strings unchanged ("" when missing), so an
     unknown status is shown rather than crashed on. Times are aware datetimes or None when
@@ -295,7 +295,7 @@ class CoalesceClient:
         """POST /scheduler/rerun with `body` (sent as given) and return the new run's counter.
 
         `body` is `{"runDetails": {"runID": "<failed run>"}, "userCredentials": {...}}`
-        (contract 2.2). Same semantics as `start_run`: never retried after sending, and
+        (docs/coalesce-api.md §4.1). Same semantics as `start_run`: never retried after sending, and
         `may_have_started` on the CoalesceError when the rerun may exist.
         """
         return self._start("/scheduler/rerun", body)

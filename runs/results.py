@@ -1,4 +1,5 @@
-"""Node-level results of a Coalesce run (GET /api/v1/runs/{runID}/results, contract 3.3).
+"""Node-level results of a Coalesce run (GET /api/v1/runs/{runID}/results,
+docs/coalesce-api.md §5.4).
 
 `parse_results` turns whatever Coalesce answers into `NodeResult`s without ever raising:
 the documented shape is `{"data": [RunResult, ...]}`, each RunResult with `queryResults`

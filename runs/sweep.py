@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -36,6 +36,7 @@ SUBMITTING_GRACE = timedelta(minutes=2)
 MATCH_BEFORE = timedelta(minutes=2)
 MATCH_AFTER = timedelta(minutes=10)
 MAX_PAGES = 50
+LISTING_PAGE = 1000
 MAX_BACKOFF = timedelta(minutes=10)
 WRITE_BATCH = 500  # rows per statement (SQLite allows 999 parameters in older builds)
 
@@ -130,14 +131,23 @@ def _list_since(client, profile, since: datetime, report: SweepReport) -> list[R
     cursor: str | int | None = since.isoformat().replace("+00:00", "Z")
     for _ in range(MAX_PAGES):
         page = client.list_runs(environment_id=profile.environment_id, order_by="runStartTime",
-                                direction="asc", starting_from=cursor, limit=1000,
+                                direction="asc", starting_from=cursor, limit=LISTING_PAGE,
                                 detail=True)
         report.calls += 1
         found.extend(page.runs)
-        if page.next is None or not page.runs:
+        following = page.next if page.next is not None else _last_start(page.runs)
+        if not page.runs or following is None or str(following) == str(cursor):
             break
-        cursor = page.next
+        cursor = following
     return found
+
+
+def _last_start(runs: list[RunSummary]) -> str | None:
+    """Where a full page without `next` goes on: its last run's start time (the listing's
+    own cursor when it is ordered by runStartTime). None after a short page."""
+    if len(runs) < LISTING_PAGE or runs[-1].start_time is None:
+        return None
+    return runs[-1].start_time.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _apply_listing(client, runs: list[Run], listing: list[RunSummary], now: datetime,

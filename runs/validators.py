@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-# From Coalesce's API reference (regional deployments, PrivateLink, Azure West 2).
+# Coalesce's regional deployments, PrivateLink and Azure (docs/coalesce-api.md §2.1).
 OFFICIAL_BASE_URLS = [
     ("https://app.coalescesoftware.io", "US primary (us-central1)"),
     ("https://app.australia-southeast1.gcp.coalescesoftware.io", "Australia (Sydney)"),

@@ -585,7 +585,7 @@ def test_it_retries_the_connect_only_and_reports_a_closed_port(no_proxy, monkeyp
     assert len(attempts) == 3
 
 
-# -- list runs, run detail, results, status, cancel and rerun (contract 2.2-2.4, 3.1-3.3) ---
+# -- list runs, run detail, results, status, cancel and rerun (docs/coalesce-api.md §4-5) -----
 
 CANCEL_URL = f"{BASE}/scheduler/cancelRun"
 RERUN_URL = f"{BASE}/scheduler/rerun"
@@ -810,7 +810,7 @@ def test_it_cancels_a_run(client):
     )
 
     assert client.cancel_run(run_counter=7, org_id="org-1", environment_id=ENV) is None
-    # runID goes over the wire as an integer (contract 1.4).
+    # runID goes over the wire as an integer (docs/coalesce-api.md §2.5).
     assert b'"runID": 7' in responses.calls[0].request.body
 
 

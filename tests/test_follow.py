@@ -260,3 +260,26 @@ def test_a_young_submitting_row_is_left_alone(alice, profile):
     sweep.sweep()
     attempt.refresh_from_db()
     assert attempt.status == Run.Status.SUBMITTING and attempt.stopped_following_at is None
+
+
+@responses.activate
+def test_a_full_page_without_next_goes_on_from_its_last_start_time(alice, profile, monkeypatch):
+    monkeypatch.setattr(sweep, "LISTING_PAGE", 2)
+    base = timezone.now() - timedelta(minutes=4)
+    runs = [_run(profile, alice, counter=200 + i) for i in range(3)]
+    items = [_summary(200 + i, "running", started=base + timedelta(seconds=i)) for i in range(3)]
+    cursors = []
+
+    def listing(request):  # two to a page, and never a `next`
+        cursor = request.params["startingFrom"]
+        cursors.append(cursor)
+        page = items[:2] if len(cursors) == 1 else items[2:]
+        return 200, {}, json.dumps(_listing(page))
+
+    responses.add_callback(responses.GET, LIST_URL, callback=listing)
+
+    report = sweep.sweep()
+
+    assert report.calls == 2
+    assert cursors[1] == items[1]["runStartTime"]
+    assert Run.objects.filter(pk__in=[r.pk for r in runs], coalesce_status="running").count() == 3

@@ -1,7 +1,7 @@
 """Tests for runs.results: parsing node-level run results leniently and storing them.
 
 The documented shape comes from the example in Coalesce's 2024 OpenAPI description
-(tests/data/coalesce-openapi-2024.yaml); the odd shapes are the ones the contract (3.3)
+(tests/data/coalesce-openapi-2024.yaml); the odd shapes are the ones docs/coalesce-api.md (§5.4)
 says other clients meet in practice. No database or HTTP is needed.
 """
 
