@@ -211,6 +211,54 @@ _ACTIVE = (models.Q(status__in=_FOLLOWED_START_STATES, stopped_following_at__isn
            & ~models.Q(coalesce_status__in=sorted(s.value for s in TERMINAL)))
 
 
+class Outcome(models.TextChoices):
+    """What happened to a run, in the words every page, export and message uses.
+
+    One outcome per run, derived from the start attempt, Coalesce's status and whether
+    the sweep still follows it (`outcome_of`); never stored twice under other names.
+    """
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    COULD_NOT_START = "could_not_start", "Couldn't start"
+    UNKNOWN = "unknown", "Outcome unknown"
+    UNFOLLOWED = "unfollowed", "No longer followed"
+
+
+# Still going: counted apart from finished runs (a success rate is over finished ones).
+GOING = frozenset({Outcome.QUEUED, Outcome.RUNNING})
+# Why a run couldn't start, by start state, as "Couldn't start: <reason>" reads.
+COULD_NOT_START_REASONS = {
+    "rejected": "rejected by Coalesce",
+    "rate_limited": "rate limited",
+    "unreachable": "unreachable",
+    "not_sent": "not sent",
+}
+_BY_COALESCE_STATUS = {
+    CoalesceStatus.COMPLETED: Outcome.SUCCEEDED,
+    CoalesceStatus.FAILED: Outcome.FAILED,
+    CoalesceStatus.CANCELED: Outcome.CANCELLED,
+    "": Outcome.QUEUED,
+    CoalesceStatus.WAITING: Outcome.QUEUED,
+}
+
+
+def outcome_of(status: str, coalesce_status: str, stopped_following_at) -> Outcome:
+    """The one outcome of a run (see Outcome). A Coalesce status this code does not know
+    counts as Running: Coalesce has the run and has not said it ended."""
+    if status in COULD_NOT_START_REASONS:
+        return Outcome.COULD_NOT_START
+    if status != "started":  # submitting or unknown: we never heard a clear answer
+        return Outcome.UNKNOWN if status == "unknown" or stopped_following_at else Outcome.QUEUED
+    outcome = _BY_COALESCE_STATUS.get(coalesce_status, Outcome.RUNNING)
+    if outcome in GOING and stopped_following_at is not None:
+        return Outcome.UNFOLLOWED
+    return outcome
+
+
 class RunQuerySet(models.QuerySet):
     def active(self) -> RunQuerySet:
         """Runs still moving (see the lifecycle note above `_ACTIVE`)."""
@@ -340,6 +388,15 @@ class Run(models.Model):
     def is_active(self) -> bool:
         return self.lifecycle_is_active(self.status, self.coalesce_status,
                                         self.stopped_following_at)
+
+    @property
+    def outcome(self) -> Outcome:
+        return outcome_of(self.status, self.coalesce_status, self.stopped_following_at)
+
+    @property
+    def outcome_reason(self) -> str:
+        """Why it couldn't start ("" for other outcomes)."""
+        return COULD_NOT_START_REASONS.get(self.status, "")
 
     @property
     def is_finished(self) -> bool:

@@ -14,7 +14,7 @@ from django_tasks_db.models import DBTaskResult
 
 from runs import service, sweep, tasks
 from runs.coalesce import TOKEN_UNREADABLE
-from runs.models import TERMINAL, CoalesceStatus, EnvironmentProfile, Run
+from runs.models import TERMINAL, CoalesceStatus, EnvironmentProfile, Outcome, Run
 
 BASE = "https://app.coalescesoftware.io"
 START_STATES = [choice for choice, _ in Run.Status.choices]
@@ -194,3 +194,43 @@ def test_a_history_page_showing_a_run_no_longer_followed_does_not_poll(alice_cli
     assert statuses not in page
     # And a poll already under way is told to stop (286), not to go on.
     assert alice_client.get(f"{statuses}?ids={followed.pk}").status_code == 286
+
+
+# --- one outcome per run ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("status", "coalesce_status", "stopped", "expected"), [
+    ("submitting", "", False, "Queued"),
+    ("submitting", "", True, "Outcome unknown"),
+    ("unknown", "", False, "Outcome unknown"),
+    ("unknown", "", True, "Outcome unknown"),
+    ("started", "", False, "Queued"),
+    ("started", "waitingToRun", False, "Queued"),
+    ("started", "initializing", False, "Running"),
+    ("started", "rendering", False, "Running"),
+    ("started", "running", False, "Running"),
+    ("started", "someNewStatus", False, "Running"),
+    ("started", "running", True, "No longer followed"),
+    ("started", "waitingToRun", True, "No longer followed"),
+    ("started", "completed", False, "Succeeded"),
+    ("started", "completed", True, "Succeeded"),
+    ("started", "failed", False, "Failed"),
+    ("started", "canceled", False, "Cancelled"),
+    ("rejected", "", False, "Couldn't start"),
+    ("rate_limited", "", False, "Couldn't start"),
+    ("unreachable", "", False, "Couldn't start"),
+    ("not_sent", "", False, "Couldn't start"),
+])
+def test_each_start_state_and_coalesce_status_has_one_outcome(status, coalesce_status, stopped,
+                                                              expected):
+    run = Run(status=status, coalesce_status=coalesce_status,
+              stopped_following_at=timezone.now() if stopped else None)
+
+    assert run.outcome.label == expected
+
+
+def test_every_combination_has_an_outcome_and_couldnt_start_says_why():
+    for status, coalesce, stopped in itertools.product(START_STATES, COALESCE_STATES,
+                                                       [None, timezone.now()]):
+        run = Run(status=status, coalesce_status=coalesce, stopped_following_at=stopped)
+        assert run.outcome in Outcome.values
+        assert bool(run.outcome_reason) == (run.outcome == Outcome.COULD_NOT_START)
