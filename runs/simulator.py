@@ -780,34 +780,6 @@ class SimulatorState:
             run = self.runs.get(run_counter)
             return None if run is None else run.results_at(self.now_ms())
 
-    def list_runs(
-        self,
-        *,
-        limit: int = RUNS_DEFAULT_LIMIT,
-        descending: bool = True,
-        environment_id: str | None = None,
-        run_type: str | None = None,
-        run_status: str | None = None,
-        starting_from: Any = None,
-        order_by: str = "id",
-    ) -> list[SimRun]:
-        """Runs in ``order_by`` order, filtered, after the exclusive ``starting_from`` cursor
-        (a run ID, or an ISO 8601 string or datetime for the times). Newest first by default.
-        """
-        cursor = parse_cursor(order_by, starting_from)
-        with self.lock:
-            runs, _ = self._select_unlocked(
-                limit,
-                descending,
-                order_by,
-                cursor,
-                environment_id,
-                run_type,
-                run_status,
-                self.now_ms(),
-            )
-            return runs
-
     def list_page(
         self,
         *,

@@ -1145,18 +1145,6 @@ def test_it_refuses_bad_list_filters_and_cursors(sim, params):
     assert "errorString" in response.json()["error"]
 
 
-def test_the_python_listing_stays_compatible(sim):
-    sim.state.create_runs(3, ["env-1", "env-2"], job_id="5")
-
-    [newest] = sim.state.list_runs(limit=1)
-    oldest = sim.state.list_runs(limit=1, descending=False, environment_id="env-1")
-
-    assert (newest.run_counter, newest.environment_id, newest.job_id) == (3, "env-1", "5")
-    assert [run.run_counter for run in oldest] == [1]
-    after = sim.state.list_runs(order_by="runStartTime", starting_from=T0_ISO, descending=False)
-    assert [run.run_counter for run in after] == [2, 3]
-
-
 # --- bulk creation -----------------------------------------------------------------------------
 
 
