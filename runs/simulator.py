@@ -279,6 +279,19 @@ def _wall_ms() -> int:
 # --- runs ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Window:
+    """A stretch of a run's time, in ms since the epoch: from ``start`` until ``end``."""
+
+    start: int
+    end: int
+
+    def split(self, percent: int) -> tuple[Window, Window]:
+        """The first ``percent`` of the window and the rest."""
+        middle = self.start + (self.end - self.start) * percent // 100
+        return Window(self.start, middle), Window(middle, self.end)
+
+
 @dataclass(eq=False)
 class SimRun:
     """One accepted run. Credentials are deliberately not part of it, only their names.
@@ -395,61 +408,50 @@ class SimRun:
         cut = self.canceled_ms if canceled else now
         results = []
         for index, name in enumerate(self.nodes):
-            start, end = self._node_window(index)
-            if cut < start:
+            window = self._node_window(index)
+            if cut < window.start:
                 break
-            results.append(self._node_result(NODE_SPECS[name], start, end, cut, canceled))
+            results.append(self._node_result(NODE_SPECS[name], window, cut=cut, canceled=canceled))
         return results
 
-    def _node_window(self, index: int) -> tuple[int, int]:
+    def _node_window(self, index: int) -> Window:
         begin = self.started_ms + self.wait_ms
         span, count = self.run_ms - self.wait_ms, len(self.nodes)
-        return begin + span * index // count, begin + span * (index + 1) // count
+        return Window(begin + span * index // count, begin + span * (index + 1) // count)
 
     def _node_result(
-        self, node: NodeSpec, start: int, end: int, cut: int, canceled: bool
+        self, node: NodeSpec, window: Window, *, cut: int, canceled: bool
     ) -> dict[str, Any]:
+        """A node's RunResult as seen at ``cut``: "Create Table", then "Insert <NAME>"."""
         table = f"ANALYTICS.{node.location}.{node.name}"
-        middle = start + (end - start) * CREATE_PERCENT // 100
+        create, insert = window.split(CREATE_PERCENT)
         failure = FAILED_NODES[node.name] if node.name in self.failing_nodes else None
         stages = [
             self._stage(
                 node,
                 "Create Table",
-                f"CREATE OR REPLACE TABLE {table} AS SELECT {node.select} LIMIT 0",
-                start,
-                middle,
-                cut,
-                canceled,
-                None,
-                0,
+                create,
+                sql=f"CREATE OR REPLACE TABLE {table} AS SELECT {node.select} LIMIT 0",
+                cut=cut,
+                canceled=canceled,
             ),
             self._stage(
                 node,
                 f"Insert {node.name}",
-                f"INSERT INTO {table} SELECT {node.select}",
-                middle,
-                end,
-                cut,
-                canceled,
-                failure,
-                node.rows + self.run_counter % 97,
+                insert,
+                sql=f"INSERT INTO {table} SELECT {node.select}",
+                cut=cut,
+                canceled=canceled,
+                failure=failure,
+                rows=node.rows + self.run_counter % 97,
             ),
         ]
         stages = [stage for stage in stages if stage is not None]
-        if any(stage["isRunning"] for stage in stages):
-            state = "running"
-        elif any(stage["status"] == "Canceled" for stage in stages):
-            state = "canceled"
-        elif any(not stage["success"] for stage in stages):
-            state = "failed"
-        else:
-            state = "complete"
         return {
             "nodeID": str(uuid.uuid5(NODE_ID_NAMESPACE, f"{self.environment_id}/{node.name}")),
             "name": node.name,
-            "isRunning": state == "running",
-            "runState": state,
+            "isRunning": any(stage["isRunning"] for stage in stages),
+            "runState": _node_state(stages),
             "origin": "API",
             "queryResults": stages,
         }
@@ -458,28 +460,33 @@ class SimRun:
         self,
         node: NodeSpec,
         name: str,
+        window: Window,
+        *,
         sql: str,
-        start: int,
-        end: int,
         cut: int,
         canceled: bool,
-        failure: tuple[str, str] | None,
-        rows: int,
+        failure: tuple[str, str] | None = None,
+        rows: int = 0,
     ) -> dict[str, Any] | None:
-        if cut < start:
+        """One query of a node as seen at ``cut`` (None if not started by then).
+
+        Finished by ``cut``: a success adding ``rows``, or ``failure`` (errorString,
+        errorDetail). Otherwise canceled at ``cut`` when ``canceled``, else still running.
+        """
+        if cut < window.start:
             return None
         stage: dict[str, Any] = {
             "name": name,
             "sql": sql,
-            "startTime": ms_iso(start),
+            "startTime": ms_iso(window.start),
             "rowsInserted": 0,
             "rowsUpdated": 0,
             "rowsDeleted": 0,
             "queryID": str(uuid.uuid5(NODE_ID_NAMESPACE, f"{self.run_counter}/{node.name}/{name}")),
             "warehouse": self.credentials.get("snowflakeWarehouse") or DEFAULT_WAREHOUSE,
         }
-        if cut >= end:  # finished
-            stage.update(isRunning=False, success=failure is None, endTime=ms_iso(end))
+        if cut >= window.end:  # finished
+            stage.update(isRunning=False, success=failure is None, endTime=ms_iso(window.end))
             if failure is None:
                 stage.update(status="Success", rowsInserted=rows)
             else:
@@ -495,6 +502,17 @@ class SimRun:
         else:
             stage.update(isRunning=True, success=False, status="Running")
         return stage
+
+
+def _node_state(stages: list[dict[str, Any]]) -> str:
+    """A node's runState from its stages: running, canceled, failed or complete."""
+    if any(stage["isRunning"] for stage in stages):
+        return "running"
+    if any(stage["status"] == "Canceled" for stage in stages):
+        return "canceled"
+    if any(not stage["success"] for stage in stages):
+        return "failed"
+    return "complete"
 
 
 def _error(string: str, detail: str) -> dict[str, str]:
