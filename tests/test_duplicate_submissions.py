@@ -16,8 +16,8 @@ import pytest
 import requests
 from django.db import connection
 
+from coalesce_simulator import make_server
 from runs.models import EnvironmentProfile, Run
-from runs.simulator import make_server
 
 pytestmark = [
     pytest.mark.skipif(

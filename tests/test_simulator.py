@@ -8,7 +8,6 @@ and deterministic.
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections.abc import Iterator
@@ -22,18 +21,13 @@ import requests
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.core.management import CommandError, call_command
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
-from runs.simulator import (
-    AUTH_ERROR,
-    FAILED_NODES,
-    NODE_NAMES,
-    SimulatorServer,
-    SimulatorState,
-    make_server,
-)
+from coalesce_simulator import SimulatorServer, SimulatorState, make_server
+from coalesce_simulator.__main__ import main
+from coalesce_simulator.errors import AUTH_ERROR
+from coalesce_simulator.run import FAILED_NODES, NODE_NAMES
 
 TOKEN = "test-sim-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -1263,7 +1257,7 @@ def test_it_answers_unknown_paths_with_404_and_wrong_methods_with_405(sim):
 
 
 def test_it_logs_one_line_per_request_without_token_or_body(sim, caplog):
-    caplog.set_level("INFO", logger="runs.simulator")
+    caplog.set_level("INFO", logger="coalesce_simulator")
 
     start(sim, basic_body())
 
@@ -1272,10 +1266,10 @@ def test_it_logs_one_line_per_request_without_token_or_body(sim, caplog):
     assert PASSWORD not in caplog.text
 
 
-# --- the management command --------------------------------------------------------------------
+# --- python -m coalesce_simulator -----------------------------------------------------------
 
 
-def test_it_serves_from_the_management_command(monkeypatch):
+def test_it_serves_from_the_command_line(monkeypatch, capsys):
     started = {}
 
     def fake_serve_forever(self, poll_interval=0.5):
@@ -1284,24 +1278,26 @@ def test_it_serves_from_the_management_command(monkeypatch):
 
     monkeypatch.setattr(SimulatorServer, "serve_forever", fake_serve_forever)
     monkeypatch.setenv("COALESCE_SIMULATOR_TOKEN", "env-token")
-    out = io.StringIO()
 
-    call_command("coalesce_simulator", "--port", "0", "--misbehave", "e1=http429", stdout=out)
+    main(["--port", "0", "--misbehave", "e1=http429"])
 
     state = started["state"]
-    assert out.getvalue().strip() == (
+    assert capsys.readouterr().out.strip() == (
         f"Coalesce simulator listening on {state.base_url} (token: env-token)"
     )
     assert state.behaviour_for("e1") == "http429"
     assert state.closing.is_set()  # the server was closed on the way out
 
 
-def test_it_refuses_a_malformed_misbehave_option():
-    with pytest.raises(CommandError, match="ENV_ID=MODE"):
-        call_command("coalesce_simulator", "--port", "0", "--misbehave", "e1=explode")
+def test_it_refuses_a_malformed_misbehave_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--port", "0", "--misbehave", "e1=explode"])
+
+    assert exit_info.value.code == 2
+    assert "ENV_ID=MODE" in capsys.readouterr().err
 
 
-def test_the_management_command_passes_the_run_duration(monkeypatch):
+def test_the_command_line_passes_the_run_duration(monkeypatch, capsys):
     started_with = {}
 
     def fake_serve_forever(self, poll_interval=0.5):
@@ -1310,8 +1306,9 @@ def test_the_management_command_passes_the_run_duration(monkeypatch):
 
     monkeypatch.setattr(SimulatorServer, "serve_forever", fake_serve_forever)
 
-    call_command("coalesce_simulator", "--port", "0", "--run-seconds", "0.5", stdout=io.StringIO())
+    main(["--port", "0", "--run-seconds", "0.5"])
 
     assert started_with["state"].run_seconds == 0.5
-    with pytest.raises(CommandError, match="--run-seconds"):
-        call_command("coalesce_simulator", "--port", "0", "--run-seconds", "-1")
+    with pytest.raises(SystemExit):
+        main(["--port", "0", "--run-seconds", "-1"])
+    assert "--run-seconds" in capsys.readouterr().err

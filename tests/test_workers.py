@@ -20,10 +20,10 @@ from django.db import connection
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from coalesce_simulator import make_server
 from runs import follow, tasks
 from runs.coalesce import CoalesceClient
 from runs.models import EnvironmentProfile, FollowState, Run
-from runs.simulator import make_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,8 +17,8 @@ import pytest
 from django.contrib.auth.models import Group
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from coalesce_simulator import SimulatorServer, make_server
 from runs.models import EnvironmentProfile
-from runs.simulator import SimulatorServer, make_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As the machine's notes say: without the networking flags Chromium keeps trying to reach

@@ -18,10 +18,10 @@ from django.core.signals import request_finished, request_started
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from playwright.sync_api import Page, expect
 
+from coalesce_simulator import SimulatorServer, make_server
 from runs import follow
 from runs.models import EnvironmentProfile, Run
 from runs.service import RunRequest, start_run
-from runs.simulator import SimulatorServer, make_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
