@@ -12,13 +12,13 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import pytest
 from django.core.signals import request_finished, request_started
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from playwright.sync_api import Page, expect
 
-from coalesce_simulator import SimulatorServer, make_server
 from runs import follow
 from runs.models import EnvironmentProfile, Run
 from runs.service import RunRequest, start_run
@@ -32,15 +32,9 @@ FINISH_TIMEOUT_MS = 12_000
 
 
 @pytest.fixture
-def simulator() -> Iterator[SimulatorServer]:
-    """Overrides the conftest's: a simulator of its own whose runs end after 3 s."""
-    server = make_server("127.0.0.1", 0, token="sim-token", run_seconds=RUN_SECONDS)
-    thread = threading.Thread(target=server.serve_forever, name="quick-simulator", daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+def simulator_options() -> dict[str, Any]:
+    """The `simulator` fixture's runs end after 3 s here."""
+    return {"run_seconds": RUN_SECONDS}
 
 
 @pytest.fixture
