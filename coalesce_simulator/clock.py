@@ -18,7 +18,6 @@ def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-
 def ms_datetime(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=ms)
 
