@@ -9,7 +9,8 @@ runs finish between sweeps), creates the matching profiles and Run rows in bulk,
 finished, the Coalesce calls made (the simulator's counter), the wall time, and what
 polling each run's status (one runStatus call per active run, as the Airflow and Dagster
 integrations do) would have cost. It also makes those per-run calls for real once
-(CoalesceClient.run_status for every run) to compare wall times. Targets:
+(GET /scheduler/runStatus for every run, over one requests session) to compare wall
+times. Targets:
 
     calls per sweep <= environments + runs finished in it; sweep over 1,000 runs < 2 s.
 
@@ -26,7 +27,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 import warnings
@@ -79,15 +79,6 @@ class FrozenClock:
         return datetime.fromtimestamp(self.now, UTC)
 
 
-def start_simulator(clock: FrozenClock, run_seconds: float):
-    from runs.simulator import make_server
-
-    server = make_server("127.0.0.1", 0, token=TOKEN, run_seconds=run_seconds, clock=clock)
-    thread = threading.Thread(target=server.serve_forever, name="simulator", daemon=True)
-    thread.start()
-    return server, thread
-
-
 def seed(server, clock: FrozenClock, runs: int, environments: int) -> list:
     """Profiles, then `runs` runs started in the simulator over the spread, and their rows."""
     from django.contrib.auth.models import User
@@ -127,22 +118,25 @@ def seed(server, clock: FrozenClock, runs: int, environments: int) -> list:
 
 
 def per_run_polling(profiles) -> tuple[int, float]:
-    """(calls, seconds) of asking runStatus once for every active run, for real."""
-    from runs.coalesce import CoalesceClient
+    """(calls, seconds) of asking runStatus once for every active run, for real.
+
+    Plain requests rather than the dashboard's client, which has no per-run status call.
+    """
+    import requests
+
     from runs.follow import active_runs
 
     calls = 0
     started = time.perf_counter()
     for profile in profiles:
-        client = CoalesceClient(profile.base_url, profile.get_secret("api_token"),
-                                rate_limit_retries=0)
-        try:
+        with requests.Session() as session:
+            session.headers["Authorization"] = f"Bearer {profile.get_secret('api_token')}"
             for counter in active_runs().filter(profile=profile).values_list(
                     "run_counter", flat=True):
-                client.run_status(counter)
+                answer = session.get(f"{profile.base_url}/scheduler/runStatus",
+                                     params={"runCounter": counter}, timeout=10)
+                answer.raise_for_status()
                 calls += 1
-        finally:
-            client.close()
     return calls, time.perf_counter() - started
 
 
@@ -182,6 +176,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
+    from coalesce_simulator import running_simulator
+
     if connection.vendor == "postgresql" and "bench" not in connection.settings_dict["NAME"]:
         sys.exit("Refusing: this deletes every run; use a database whose name contains "
                  "'bench' (psql -h 127.0.0.1 -U postgres -c 'create database benchfollow').")
@@ -190,8 +186,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     clock = FrozenClock()
     run_seconds = (SPREAD_INTERVALS + 0.1) * INTERVAL
-    server, thread = start_simulator(clock, run_seconds)
-    try:
+    with running_simulator(token=TOKEN, run_seconds=run_seconds, clock=clock) as server:
         started = time.perf_counter()
         profiles = seed(server, clock, args.runs, args.environments)
         print(f"seeded in {time.perf_counter() - started:.1f} s; runs last {run_seconds:g} s")
@@ -209,10 +204,6 @@ def main() -> None:
         swept = {name: count - polled.get(name, 0)
                  for name, count in sorted(server.state.calls_snapshot().items())}
         print("sweeps' calls per endpoint:", {k: v for k, v in swept.items() if v})
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 if __name__ == "__main__":

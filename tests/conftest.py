@@ -2,13 +2,18 @@
 - alice: an analyst in the "analysts" group, which may run the `profile` fixture
 - bob: an analyst in no group (may run nothing)
 - admin: a superuser
+and `simulator`, a Coalesce simulator served over HTTP for one test.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import Group, User
 
+from coalesce_simulator import SimulatorServer, running_simulator
 from runs.models import EnvironmentProfile
 
 
@@ -61,3 +66,19 @@ def profile(analysts) -> EnvironmentProfile:
     profile.save()
     profile.allowed_groups.add(analysts)
     return profile
+
+
+@pytest.fixture
+def simulator_options() -> dict[str, Any]:
+    """``make_server`` options for `simulator`; override it in a module to change them."""
+    return {}
+
+
+@pytest.fixture
+def simulator(simulator_options: dict[str, Any]) -> Iterator[SimulatorServer]:
+    """A fresh Coalesce simulator on 127.0.0.1 for one test (token "sim-token" by default).
+
+    ``simulator.base_url`` is where it listens and ``simulator.state`` its runs and calls.
+    """
+    with running_simulator(**simulator_options) as server:
+        yield server

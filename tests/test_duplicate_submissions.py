@@ -17,7 +17,6 @@ import requests
 from django.db import connection
 
 from runs.models import EnvironmentProfile, Run
-from runs.simulator import make_server
 
 pytestmark = [
     pytest.mark.skipif(
@@ -29,17 +28,6 @@ pytestmark = [
 
 SUBMITTERS = 12
 ALREADY_SUBMITTED = "This form was already submitted; here is the run it started."
-
-
-@pytest.fixture
-def simulator():
-    server = make_server(port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
 
 
 @pytest.fixture

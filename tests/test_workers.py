@@ -12,6 +12,7 @@ import io
 import threading
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import requests
@@ -23,7 +24,6 @@ from django_tasks_db.models import DBTaskResult
 from runs import sweep, tasks
 from runs.coalesce import CoalesceClient
 from runs.models import EnvironmentProfile, FollowState, Run
-from runs.simulator import make_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,14 +40,8 @@ RUN_SECONDS = 600
 
 
 @pytest.fixture
-def simulator():
-    server = make_server("127.0.0.1", 0, run_seconds=RUN_SECONDS)
-    thread = threading.Thread(target=server.serve_forever, name="simulator", daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+def simulator_options() -> dict[str, Any]:
+    return {"run_seconds": RUN_SECONDS}
 
 
 @pytest.fixture

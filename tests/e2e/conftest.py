@@ -9,7 +9,6 @@ REQUIRE_BROWSER_TESTS=true (CI sets it), where a missing browser is an error.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import pytest
 from django.contrib.auth.models import Group
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from coalesce_simulator import SimulatorServer
 from runs.models import EnvironmentProfile
-from runs.simulator import SimulatorServer, make_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As the machine's notes say: without the networking flags Chromium keeps trying to reach
@@ -33,7 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SIM_TOKEN = "sim-token"
+SIM_TOKEN = "sim-token"  # the `simulator` fixture's (tests/conftest.py)
 # Short, so a missing element fails the test in seconds rather than after 30.
 TIMEOUT_MS = 5_000
 
@@ -104,24 +103,6 @@ def page_without_js(browser: Browser, live_server) -> Iterator[Page]:
     context = _new_context(browser, live_server.url, java_script_enabled=False)
     yield context.new_page()
     context.close()
-
-
-@pytest.fixture(scope="session")
-def simulator_server() -> Iterator[SimulatorServer]:
-    server = make_server("127.0.0.1", 0, token=SIM_TOKEN)
-    thread = threading.Thread(target=server.serve_forever, name="coalesce-simulator", daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-@pytest.fixture
-def simulator(simulator_server: SimulatorServer) -> SimulatorServer:
-    """The simulator with no runs, calls or requests left from an earlier test."""
-    simulator_server.state.reset()
-    return simulator_server
 
 
 def _sim_profile(name: str, environment_id: str, base_url: str, group: Group,

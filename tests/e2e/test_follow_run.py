@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import pytest
 from django.core.signals import request_finished, request_started
@@ -21,7 +22,6 @@ from playwright.sync_api import Page, expect
 from runs import sweep
 from runs.models import EnvironmentProfile, Run
 from runs.service import RunRequest, start_run
-from runs.simulator import SimulatorServer, make_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -32,15 +32,9 @@ FINISH_TIMEOUT_MS = 12_000
 
 
 @pytest.fixture
-def simulator() -> Iterator[SimulatorServer]:
-    """Overrides the conftest's: a simulator of its own whose runs end after 3 s."""
-    server = make_server("127.0.0.1", 0, token="sim-token", run_seconds=RUN_SECONDS)
-    thread = threading.Thread(target=server.serve_forever, name="quick-simulator", daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+def simulator_options() -> dict[str, Any]:
+    """The `simulator` fixture's runs end after 3 s here."""
+    return {"run_seconds": RUN_SECONDS}
 
 
 @pytest.fixture

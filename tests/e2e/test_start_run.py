@@ -67,7 +67,7 @@ def test_it_starts_a_run_on_the_simulator(page: Page, alice, demo_profile, simul
     page.get_by_role("button", name="Start run").click()
 
     expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
-    [sim_run] = simulator.state.list_runs(limit=1)
+    [sim_run] = simulator.state.runs.values()
     assert (sim_run.environment_id, sim_run.job_id, sim_run.parallelism) == ("demo", "5", 8)
     assert sim_run.include_nodes_selector == INCLUDE
     assert sim_run.parameters == {"target_date": "2026-11-01"}
@@ -150,7 +150,7 @@ def test_it_starts_a_run_without_javascript(page_without_js: Page, alice, demo_p
     page.get_by_role("button", name="Start run").click()
 
     expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
-    [sim_run] = simulator.state.list_runs(limit=1)
+    [sim_run] = simulator.state.runs.values()
     assert (sim_run.environment_id, sim_run.job_id, sim_run.parallelism) == ("demo", "5", 8)
     assert sim_run.parameters == {"target_date": "2026-11-01"}
     expect(page.locator(".run-counter")).to_have_text(str(sim_run.run_counter))
