@@ -57,7 +57,8 @@ class StartRunRequest:
 
 
 def validate_start_run(body: Any) -> StartRunRequest:
-    """Check a startRun body against contract 2.1; raise a 400 ``SimError`` naming the field.
+    """Check a startRun body (docs/coalesce-api.md §3); raise a 400 ``SimError`` naming
+    the field.
 
     Error messages name fields, never values, so a secret can't come back in an answer.
     """
@@ -75,7 +76,8 @@ def validate_start_run(body: Any) -> StartRunRequest:
 
 
 def validate_rerun(body: Any) -> StartRunRequest:
-    """Check a rerun body against contract 2.2 (runID a string, userCredentials required)."""
+    """Check a rerun body (docs/coalesce-api.md §4.1: runID a string, userCredentials
+    required)."""
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     unknown = sorted(set(body) - TOP_LEVEL_KEYS)
@@ -110,7 +112,8 @@ def validate_rerun(body: Any) -> StartRunRequest:
 
 
 def validate_cancel(body: Any) -> tuple[int, str]:
-    """Check a cancelRun body (contract 2.3, all three fields required); (runID, envID)."""
+    """Check a cancelRun body (docs/coalesce-api.md §4.2; all three fields required here);
+    returns (runID, envID)."""
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     unknown = sorted(set(body) - CANCEL_KEYS)

@@ -62,8 +62,8 @@ def sweep(*, now: datetime | None = None, interval: float | None = None) -> Swee
     now = now or timezone.now()
     interval = settings.FOLLOW_INTERVAL_SECONDS if interval is None else interval
     report = SweepReport()
-    _stop_following_old_runs(now)
-    profile_ids = set(Run.objects.active().values_list("profile_id", flat=True).distinct())
+    profile_ids = Run.objects.active().profile_ids()
+    _stop_following_old_runs(now, profile_ids)
     for profile in EnvironmentProfile.objects.filter(pk__in=profile_ids):
         if claim_environment(profile, now, interval):
             report.environments += 1
@@ -94,9 +94,11 @@ def claim_environment(profile: EnvironmentProfile, now: datetime, interval: floa
     return won == 1
 
 
-def _stop_following_old_runs(now: datetime) -> None:
+def _stop_following_old_runs(now: datetime, profile_ids: set[int]) -> None:
     cutoff = now - timedelta(hours=settings.FOLLOW_MAX_AGE_HOURS)
-    for run in Run.objects.active().filter(created_at__lt=cutoff):
+    # By profile, so the query reads the run_active index (status, profile, created_at).
+    old = Run.objects.active().filter(profile_id__in=profile_ids, created_at__lt=cutoff)
+    for run in old.order_by():
         run.stopped_following_at = now
         run.save(update_fields=["stopped_following_at"])
         run.log("unfollowed", f"No longer followed: still not finished after "

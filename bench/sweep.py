@@ -1,6 +1,6 @@
-"""Benchmark of the status sweep (runs.follow) at scale: a script, not a test.
+"""Benchmark of the status sweep (runs.sweep) at scale: a script, not a test.
 
-    python bench/follow.py [--runs 1000] [--environments 5] [--sweeps 5]
+    python bench/sweep.py [--runs 1000] [--environments 5] [--sweeps 5] [--history 1000000]
 
 Starts --runs active runs across --environments environments in an in-process Coalesce
 simulator (its clock frozen and moved forward by hand, start times spread so that some
@@ -13,6 +13,11 @@ integrations do) would have cost. It also makes those per-run calls for real onc
 times. Targets:
 
     calls per sweep <= environments + runs finished in it; sweep over 1,000 runs < 2 s.
+
+With --history N it first writes N finished runs (one INSERT ... SELECT, so a million takes
+seconds), then prints the database's plan (EXPLAIN on PostgreSQL, EXPLAIN QUERY PLAN on
+SQLite) for each query the sweep makes, which must read the small `run_active` partial
+index rather than the runs table.
 
 Database: DATABASE_URL if set (PostgreSQL: use a database of its own whose name contains
 "bench", because runs, profiles and follow states are deleted first), else a SQLite file
@@ -54,7 +59,7 @@ def configure() -> str:
     os.environ.setdefault("LOG_LEVEL", "ERROR")
     os.environ.setdefault("FOLLOW_INTERVAL_SECONDS", str(int(INTERVAL)))
     if not os.environ.get("DATABASE_URL"):
-        path = str(Path(tempfile.mkdtemp(prefix="follow-bench-")) / "bench.db")
+        path = str(Path(tempfile.mkdtemp(prefix="sweep-bench-")) / "bench.db")
         os.environ["SQLITE_PATH"] = path
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     warnings.filterwarnings("ignore", message="No directory at")
@@ -89,7 +94,7 @@ def seed(server, clock: FrozenClock, runs: int, environments: int) -> list:
     Run.objects.all().delete()
     FollowState.objects.all().delete()
     EnvironmentProfile.objects.filter(name__startswith="Bench env").delete()
-    user, _ = User.objects.get_or_create(username="bench-follow")
+    user, _ = User.objects.get_or_create(username="bench-sweep")
     profiles = []
     for e in range(environments):
         profile = EnvironmentProfile(
@@ -124,14 +129,14 @@ def per_run_polling(profiles) -> tuple[int, float]:
     """
     import requests
 
-    from runs.follow import active_runs
+    from runs.models import Run
 
     calls = 0
     started = time.perf_counter()
     for profile in profiles:
         with requests.Session() as session:
             session.headers["Authorization"] = f"Bearer {profile.get_secret('api_token')}"
-            for counter in active_runs().filter(profile=profile).values_list(
+            for counter in Run.objects.active().filter(profile=profile).values_list(
                     "run_counter", flat=True):
                 answer = session.get(f"{profile.base_url}/scheduler/runStatus",
                                      params={"runCounter": counter}, timeout=10)
@@ -141,16 +146,17 @@ def per_run_polling(profiles) -> tuple[int, float]:
 
 
 def sweeps(server, clock: FrozenClock, count: int, environments: int) -> list[float]:
-    from runs import follow
+    from runs import sweep
+    from runs.models import Run
 
     print(f"\n{'sweep':>5} {'active':>7} {'finished':>9} {'updated':>8} {'calls':>6} "
           f"{'target':>7} {'wall ms':>8} {'per-run polling calls':>22}")
     walls = []
     for number in range(1, count + 1):
-        active = follow.active_runs().count()
+        active = Run.objects.active().count()
         before = server.state.total_calls()
         started = time.perf_counter()
-        report = follow.sweep(now=clock.datetime(), interval=INTERVAL)
+        report = sweep.sweep(now=clock.datetime(), interval=INTERVAL)
         wall = time.perf_counter() - started
         calls = server.state.total_calls() - before
         target = environments + report.finished
@@ -165,11 +171,93 @@ def sweeps(server, clock: FrozenClock, count: int, environments: int) -> list[fl
     return walls
 
 
+def write_history(rows: int, profile, user) -> float:
+    """`rows` finished runs of `profile`, older than every active one, in one statement.
+
+    Built from the model's own fields (each takes its default unless set below), so a new
+    column cannot break the bench. Returns the seconds it took."""
+    from django.db import connection
+
+    from runs.models import Run
+
+    postgres = connection.vendor == "postgresql"
+    uuid_sql = "gen_random_uuid()" if postgres else "lower(hex(randomblob(16)))"
+    # Finished runs, one a minute going back from a day before the active ones.
+    created_sql = ("now() - interval '1 day' - make_interval(mins => n)" if postgres else
+                   "strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 day', '-' || n || ' minutes')")
+    fixed = {"uuid": uuid_sql, "submit_token": uuid_sql, "created_at": created_sql,
+             "run_counter": "n"}
+    values = {"profile": profile.pk, "created_by": user.pk, "environment_id":
+              profile.environment_id, "status": "started", "coalesce_status": "completed",
+              "parallelism": 8}
+    columns, selects, params = [], [], []
+    for field in Run._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(connection.ops.quote_name(field.column))
+        if field.name in fixed:
+            selects.append(fixed[field.name])
+            continue
+        value = values.get(field.name, field.get_default())
+        selects.append("%s")
+        params.append(field.get_db_prep_save(value, connection))
+    series = ("generate_series(1, %s) AS n" if postgres else
+              "(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < %s) "
+              "SELECT n FROM s)")
+    sql = (f"INSERT INTO {Run._meta.db_table} ({', '.join(columns)}) "
+           f"SELECT {', '.join(selects)} FROM {series}")
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, rows])
+        cursor.execute("ANALYZE")
+    return time.perf_counter() - started
+
+
+def explain_sweep_queries() -> None:
+    """The plan of every query the sweep makes, as the database will run it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.models import Run
+
+    profile_ids = Run.objects.active().profile_ids()
+    profile_id = min(profile_ids)
+    queries = {
+        "environments with active runs":
+            Run.objects.active().order_by().values_list("profile_id", flat=True).distinct(),
+        "one environment's active runs":
+            Run.objects.active().filter(profile_id=profile_id).order_by("created_at"),
+        "active runs too old to follow": Run.objects.active().filter(
+            profile_id__in=profile_ids, created_at__lt=timezone.now() - timedelta(hours=48),
+        ).order_by(),
+        "any active run (reschedule?)": Run.objects.active().order_by().values("pk")[:1],
+    }
+    for name, queryset in queries.items():
+        plan = _plan(queryset)
+        uses_index = "run_active" in plan
+        print(f"\n{name}: {'uses run_active' if uses_index else 'DOES NOT USE run_active'}")
+        print("  " + plan.replace("\n", "\n  "))
+
+
+def _plan(queryset) -> str:
+    """The database's own plan text (QuerySet.explain() drops SQLite's tree lines)."""
+    from django.db import connection
+
+    sql, params = queryset.query.sql_with_params()
+    prefix = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+    with connection.cursor() as cursor:
+        cursor.execute(prefix + sql, params)
+        return "\n".join(str(row[-1]) for row in cursor.fetchall())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1_000)
     parser.add_argument("--environments", type=int, default=5)
     parser.add_argument("--sweeps", type=int, default=5)
+    parser.add_argument("--history", type=int, default=0,
+                        help="finished runs to write first, to show the plans at scale")
     args = parser.parse_args()
     label = configure()
 
@@ -177,10 +265,11 @@ def main() -> None:
     from django.db import connection
 
     from coalesce_simulator import running_simulator
+    from runs.models import Run
 
     if connection.vendor == "postgresql" and "bench" not in connection.settings_dict["NAME"]:
         sys.exit("Refusing: this deletes every run; use a database whose name contains "
-                 "'bench' (psql -h 127.0.0.1 -U postgres -c 'create database benchfollow').")
+                 "'bench' (psql -h 127.0.0.1 -U postgres -c 'create database benchsweep').")
     print(f"database: {label}; {args.runs:,} runs across {args.environments} environments, "
           f"{args.sweeps} sweeps {INTERVAL:g} s apart")
     call_command("migrate", verbosity=0)
@@ -190,6 +279,11 @@ def main() -> None:
         started = time.perf_counter()
         profiles = seed(server, clock, args.runs, args.environments)
         print(f"seeded in {time.perf_counter() - started:.1f} s; runs last {run_seconds:g} s")
+        if args.history:
+            seconds = write_history(args.history, profiles[0], profiles[0].runs.first().created_by)
+            print(f"wrote {args.history:,} finished runs in {seconds:.1f} s; "
+                  f"{Run.objects.count():,} runs in all, {Run.objects.active().count():,} active")
+            explain_sweep_queries()
 
         calls, seconds = per_run_polling(profiles)
         print(f"per-run polling, measured once: {calls:,} runStatus calls in "
