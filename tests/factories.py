@@ -135,8 +135,8 @@ def key_body_lines(pem: str) -> list[str]:
 
 
 def slices(text: str, width: int) -> list[str]:
-    """Every `width`-character slice of `text` (one slice when it is shorter)."""
-    return [text[i : i + width] for i in range(max(len(text) - width + 1, 1))]
+    """Every `width`-character slice of `text` (none when it is shorter)."""
+    return [text[i : i + width] for i in range(len(text) - width + 1)]
 
 
 def leaks(outputs: dict[str, str], secrets: dict[str, str]) -> list[str]:
