@@ -18,6 +18,7 @@ from django.db import connection
 
 from runs.models import EnvironmentProfile, Run
 from runs.simulator import make_server
+from tests import factories
 
 pytestmark = [
     pytest.mark.skipif(
@@ -44,17 +45,8 @@ def simulator():
 
 @pytest.fixture
 def sim_profile(analysts, simulator) -> EnvironmentProfile:
-    profile = EnvironmentProfile(
-        name="Simulated",
-        base_url=simulator.state.base_url,
-        environment_id="42",
-        default_job_id="7",
-        snowflake_auth_type=EnvironmentProfile.AuthType.OAUTH,
-    )
-    profile.set_secret("api_token", "sim-token", by="admin")
-    profile.save()
-    profile.allowed_groups.add(analysts)
-    return profile
+    return factories.sim_profile(simulator.state.base_url, "42", name="Simulated",
+                                 default_job_id="7", groups=[analysts])
 
 
 @pytest.fixture

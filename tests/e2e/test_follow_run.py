@@ -22,6 +22,7 @@ from runs import follow
 from runs.models import EnvironmentProfile, Run
 from runs.service import RunRequest, start_run
 from runs.simulator import SimulatorServer, make_server
+from tests.factories import sim_profile
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -46,14 +47,9 @@ def simulator() -> Iterator[SimulatorServer]:
 @pytest.fixture
 def failing_profile(simulator, analysts) -> EnvironmentProfile:
     """An environment whose runs fail two nodes (the simulator's "-fails" hint)."""
-    profile = EnvironmentProfile(
-        name="Failing (simulated Coalesce)", base_url=simulator.state.base_url,
-        environment_id="demo-fails", default_job_id="5",
-        snowflake_auth_type=EnvironmentProfile.AuthType.OAUTH)
-    profile.set_secret("api_token", "sim-token", by="admin")
-    profile.save()
-    profile.allowed_groups.add(analysts)
-    return profile
+    return sim_profile(simulator.state.base_url, "demo-fails",
+                       name="Failing (simulated Coalesce)", default_job_id="5",
+                       groups=[analysts])
 
 
 class Sweeper:
@@ -124,14 +120,6 @@ def sweeper(live_server, simulator) -> Iterator[Sweeper]:
     assert not sweeper.errors, sweeper.errors
 
 
-def log_in(page: Page) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill("alice-password")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out alice")).to_be_visible()
-
-
 def start(profile: EnvironmentProfile, user) -> Run:
     run, created = start_run(RunRequest(profile=profile, job_id="5", parallelism=8),
                              user=user, client_ip=None, submit_token=uuid.uuid4())
@@ -153,7 +141,8 @@ def expect_status_in_place(page: Page, status: str) -> None:
     expect(page.locator("#run-live")).not_to_have_attribute("hx-trigger", "every 3s")
 
 
-def test_a_run_moves_to_completed_without_a_reload(page: Page, alice, demo_profile, sweeper):
+def test_a_run_moves_to_completed_without_a_reload(page: Page, log_in, alice, demo_profile,
+                                                   sweeper):
     with sweeper.paused():
         run = start(demo_profile, alice)
     log_in(page)
@@ -167,7 +156,8 @@ def test_a_run_moves_to_completed_without_a_reload(page: Page, alice, demo_profi
     expect(page.get_by_role("link", name="Rerun failed nodes")).to_have_count(0)
 
 
-def test_a_failed_run_is_rerun_and_completes(page: Page, alice, failing_profile, sweeper):
+def test_a_failed_run_is_rerun_and_completes(page: Page, log_in, alice, failing_profile,
+                                             sweeper):
     with sweeper.paused():
         failed = start(failing_profile, alice)
     log_in(page)
