@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from cryptography.hazmat.primitives import serialization
 from django.contrib.auth.models import Group, Permission, User
+from django.urls import reverse
 
 from runs.models import EnvironmentProfile, Run
 
@@ -70,6 +71,12 @@ def grant(user: User, *codenames: str) -> User:
     """Give `user` these permissions (by codename) and return it."""
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     return user
+
+
+def assert_redirects_to_login(response) -> None:
+    """The answer to an anonymous visitor: a redirect to the login page."""
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))
 
 
 # -- forms ------------------------------------------------------------------------------------

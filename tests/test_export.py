@@ -19,6 +19,7 @@ from django.utils import timezone
 from runs import history
 from runs.models import Run
 from tests import factories
+from tests.factories import assert_redirects_to_login
 
 URL = reverse("runs:export")
 T0 = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
@@ -169,9 +170,7 @@ def test_it_answers_400_for_bad_filters(alice_client, profile):
 
 
 def test_it_redirects_anonymous_users_to_login(client):
-    response = client.get(URL)
-    assert response.status_code == 302
-    assert response.url.startswith(reverse("login"))
+    assert_redirects_to_login(client.get(URL))
 
 
 def test_it_rejects_post(alice_client):

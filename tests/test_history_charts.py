@@ -19,6 +19,7 @@ from django.utils import timezone
 from runs import history
 from runs.models import Run
 from tests import factories
+from tests.factories import assert_redirects_to_login
 
 URL = reverse("runs:charts")
 RANGE = {"date_from": "2024-05-01", "date_to": "2024-05-03"}
@@ -207,9 +208,7 @@ def test_it_explains_bad_filters_to_htmx_with_200(alice_client, profile):
 
 
 def test_it_redirects_anonymous_users_to_login(client):
-    response = client.get(URL)
-    assert response.status_code == 302
-    assert response.url.startswith(reverse("login"))
+    assert_redirects_to_login(client.get(URL))
 
 
 def test_it_rejects_post(alice_client):

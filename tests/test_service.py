@@ -271,8 +271,8 @@ def test_it_records_a_rejection_with_coalesce_s_error(alice, alice_client, profi
 
     run = start(profile, alice)
 
-    assert (run.status, run.http_status, run.error_kind) == ("rejected", 400, "rejected")
-    assert run.error_string == "Environment is not deployed"
+    assert (run.status, run.http_status, run.error_kind, run.error_string) == (
+        "rejected", 400, "rejected", "Environment is not deployed")
     assert run.error_detail == "Deploy environment 42 first"
     assert run.raw_response == ""
     page = run_page(alice_client, run)
@@ -286,8 +286,8 @@ def test_it_records_an_unaccepted_token(alice, alice_client, profile, coalesce):
 
     run = start(profile, alice)
 
-    assert (run.status, run.http_status, run.error_kind) == ("rejected", 401, "unauthorized")
-    assert run.error_string == "Unable to authenticate"
+    assert (run.status, run.http_status, run.error_kind, run.error_string) == (
+        "rejected", 401, "unauthorized", "Unable to authenticate")
     page = run_page(alice_client, run)
     assert "Coalesce did not accept the access token (HTTP 401)" in page
 
@@ -298,8 +298,8 @@ def test_it_records_a_rate_limit(alice, alice_client, profile, coalesce):
 
     run = start(profile, alice)
 
-    assert (run.status, run.http_status, run.error_kind) == ("rate_limited", 429, "rate_limited")
-    assert run.error_string == "Too many requests"
+    assert (run.status, run.http_status, run.error_kind, run.error_string) == (
+        "rate_limited", 429, "rate_limited", "Too many requests")
     page = run_page(alice_client, run)
     assert "Rate limited by Coalesce" in page
     assert "Coalesce is limiting requests (HTTP 429)" in page

@@ -127,6 +127,15 @@ def start(profile: EnvironmentProfile, user) -> Run:
     return run
 
 
+def start_and_open(page: Page, log_in, sweeper, profile: EnvironmentProfile, user) -> Run:
+    """Start a run (between two sweeps), log in and open its page, marked."""
+    with sweeper.paused():
+        run = start(profile, user)
+    log_in(page)
+    open_and_mark(page, run)
+    return run
+
+
 def open_and_mark(page: Page, run: Run) -> None:
     """Open the run page and mark the window: a page load would drop the marker."""
     page.goto(run.get_absolute_url())
@@ -143,10 +152,7 @@ def expect_status_in_place(page: Page, status: str) -> None:
 
 def test_a_run_moves_to_completed_without_a_reload(page: Page, log_in, alice, demo_profile,
                                                    sweeper):
-    with sweeper.paused():
-        run = start(demo_profile, alice)
-    log_in(page)
-    open_and_mark(page, run)
+    start_and_open(page, log_in, sweeper, demo_profile, alice)
     expect(page.locator("#run-live")).to_have_attribute("hx-trigger", "every 3s")
 
     expect_status_in_place(page, "completed")
@@ -158,10 +164,7 @@ def test_a_run_moves_to_completed_without_a_reload(page: Page, log_in, alice, de
 
 def test_a_failed_run_is_rerun_and_completes(page: Page, log_in, alice, failing_profile,
                                              sweeper):
-    with sweeper.paused():
-        failed = start(failing_profile, alice)
-    log_in(page)
-    open_and_mark(page, failed)
+    failed = start_and_open(page, log_in, sweeper, failing_profile, alice)
 
     expect_status_in_place(page, "failed")
     rows = page.locator("table.nodes tbody tr")
