@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3 import exceptions as urllib3_exceptions
@@ -282,6 +283,9 @@ class CoalesceClient:
         """The Coalesce web page of a run (the runLink shape from runStatus)."""
         return f"{self.base_url}/runs/{int(run_counter)}"
 
+    # sensitive_variables on the methods that hold the body: it carries the decrypted
+    # credentials, and these frames' locals must not reach Django's error reports.
+    @sensitive_variables()
     def start_run(self, body: dict[str, Any]) -> StartedRun:
         """POST /scheduler/startRun with `body` and return the new run's counter.
 
@@ -291,6 +295,7 @@ class CoalesceClient:
         """
         return self._start("/scheduler/startRun", body)
 
+    @sensitive_variables()
     def rerun(self, body: dict[str, Any]) -> StartedRun:
         """POST /scheduler/rerun with `body` (sent as given) and return the new run's counter.
 
@@ -378,6 +383,7 @@ class CoalesceClient:
                 )
             return RunPage(runs=runs, next=_cursor(data.get("next")))
 
+    @sensitive_variables()
     def _start(self, path: str, body: dict[str, Any]) -> StartedRun:
         credentials = body.get("userCredentials")
         credentials = credentials if isinstance(credentials, dict) else {}
@@ -413,6 +419,7 @@ class CoalesceClient:
 
     # -- transport ------------------------------------------------------------------------
 
+    @sensitive_variables()
     def _call(
         self,
         method: str,

@@ -142,6 +142,7 @@ class Attempt:
             return build_body(self.req, reveal_secrets=reveal_secrets)
         return build_rerun_body(self.rerun_of, self.req, reveal_secrets=reveal_secrets)
 
+    @sensitive_variables()  # `body` holds the decrypted credentials
     def send(self, client, body: dict) -> StartedRun:
         return client.start_run(body) if self.rerun_of is None else client.rerun(body)
 

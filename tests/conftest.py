@@ -1,8 +1,12 @@
 """Shared people and objects. Named people, explicit objects, no factory library:
 - alice: an analyst in the "analysts" group, which may run the `profile` fixture
 - bob: an analyst in no group (may run nothing)
+- carol: an auditor (runs.view_run: may see every run, may run nothing)
 - admin: a superuser
-and `simulator`, a Coalesce simulator served over HTTP for one test.
+and the objects most modules need: the `profile` alice may run, `staging` (nobody but
+admins may run it), an RSA key, a `coalesce` that answers nothing unless told to, and
+`simulator`, a Coalesce simulator served over HTTP for one test. Plain builders are in
+tests/factories.py.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import responses
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth.models import Group, User
 
 from coalesce_simulator import SimulatorServer, running_simulator
 from runs.models import EnvironmentProfile
+from tests.factories import grant, make_profile
 
 
 @pytest.fixture
@@ -32,6 +39,12 @@ def alice(analysts) -> User:
 @pytest.fixture
 def bob(db) -> User:
     return User.objects.create_user("bob", "bob@example.com", "bob-password")
+
+
+@pytest.fixture
+def carol(db) -> User:
+    user = User.objects.create_user("carol", "carol@example.com", "carol-password")
+    return grant(user, "view_run")
 
 
 @pytest.fixture
@@ -54,18 +67,27 @@ def admin_client(client, admin_user):
 @pytest.fixture
 def profile(analysts) -> EnvironmentProfile:
     """An OAuth profile on the US host that the analysts group may run."""
-    profile = EnvironmentProfile(
-        name="Production",
-        base_url="https://app.coalescesoftware.io",
-        environment_id="42",
-        default_job_id="7",
-        default_parallelism=8,
-        snowflake_auth_type=EnvironmentProfile.AuthType.OAUTH,
-    )
-    profile.set_secret("api_token", "tok-production-0123456789", by="admin")
-    profile.save()
-    profile.allowed_groups.add(analysts)
-    return profile
+    return make_profile(groups=[analysts])
+
+
+@pytest.fixture
+def staging(db) -> EnvironmentProfile:
+    """Environment 43, which no group may run."""
+    return make_profile(name="Staging", environment_id="43", default_job_id="")
+
+
+@pytest.fixture(scope="session")
+def rsa_key() -> rsa.RSAPrivateKey:
+    """One RSA-2048 key for the whole session: generating one takes a noticeable while."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def coalesce() -> Iterator[responses.RequestsMock]:
+    """Coalesce mocked at the HTTP boundary: a call to a URL not registered here fails, so
+    `len(coalesce.calls) == 0` proves nothing was sent."""
+    with responses.RequestsMock() as mock_coalesce:
+        yield mock_coalesce
 
 
 @pytest.fixture

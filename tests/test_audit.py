@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from runs import audit
 from runs.models import AuditEntry, EnvironmentProfile
+from tests.factories import grant, profile_form
 
 pytestmark = pytest.mark.django_db
 Action = AuditEntry.Action
@@ -92,12 +93,10 @@ def test_it_records_logins_and_failures_without_passwords(client, alice):
 
 
 def _profile_post(**overrides) -> dict:
-    data = {"name": "Audited", "base_url": "https://app.coalescesoftware.io",
-            "environment_id": "9", "api_token": "tok-audit-canary-777", "default_job_id": "",
-            "default_parallelism": "16", "snowflake_auth_type": "Basic",
-            "snowflake_username": "svc", "snowflake_password": "pw-audit-canary-888",
-            "snowflake_warehouse": "", "snowflake_role": ""}
-    return {**data, **overrides}
+    return profile_form(**{
+        "name": "Audited", "environment_id": "9", "api_token": "tok-audit-canary-777",
+        "snowflake_username": "svc", "snowflake_password": "pw-audit-canary-888",
+        "snowflake_warehouse": "", "snowflake_role": "", **overrides})
 
 
 def test_it_records_profile_and_credential_changes_by_name_only(admin_client):
@@ -194,11 +193,9 @@ def test_runs_cannot_be_changed_or_deleted_in_the_admin(admin_client, alice, pro
 
 @pytest.fixture
 def auditor(db):
-    from django.contrib.auth.models import Permission, User
+    from django.contrib.auth.models import User
 
-    user = User.objects.create_user("carol", password="carol-password")
-    user.user_permissions.add(Permission.objects.get(codename="view_auditentry"))
-    return user
+    return grant(User.objects.create_user("carol", password="carol-password"), "view_auditentry")
 
 
 def test_the_audit_log_needs_its_permission(client, alice, auditor):

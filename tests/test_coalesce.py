@@ -33,7 +33,7 @@ from runs.coalesce import (
     RunSummary,
     StartedRun,
 )
-from tests.test_results import openapi_example
+from tests.openapi import openapi_example
 
 BASE = "https://app.coalescesoftware.io"
 START_URL = f"{BASE}/scheduler/startRun"

@@ -17,6 +17,7 @@ import requests
 from django.db import connection
 
 from runs.models import EnvironmentProfile, Run
+from tests import factories
 
 pytestmark = [
     pytest.mark.skipif(
@@ -32,17 +33,8 @@ ALREADY_SUBMITTED = "This form was already submitted; here is the run it started
 
 @pytest.fixture
 def sim_profile(analysts, simulator) -> EnvironmentProfile:
-    profile = EnvironmentProfile(
-        name="Simulated",
-        base_url=simulator.state.base_url,
-        environment_id="42",
-        default_job_id="7",
-        snowflake_auth_type=EnvironmentProfile.AuthType.OAUTH,
-    )
-    profile.set_secret("api_token", "sim-token", by="admin")
-    profile.save()
-    profile.allowed_groups.add(analysts)
-    return profile
+    return factories.sim_profile(simulator.state.base_url, "42", name="Simulated",
+                                 default_job_id="7", groups=[analysts])
 
 
 @pytest.fixture

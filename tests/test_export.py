@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,23 +17,17 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs import exports
-from runs.models import EnvironmentProfile, Run
+from runs.models import Run
+from tests import factories
+from tests.factories import assert_redirects_to_login
 
 URL = reverse("runs:export")
 T0 = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
 
 
 def make_run(profile, user, **fields) -> Run:
-    values = {"submit_token": uuid.uuid4(), "profile": profile, "created_by": user,
-              "environment_id": profile.environment_id, "parallelism": 8, "request_body": {},
-              "status": Run.Status.STARTED, "created_at": T0, **fields}
-    return Run.objects.create(**values)
-
-
-@pytest.fixture
-def staging(db) -> EnvironmentProfile:
-    return EnvironmentProfile.objects.create(
-        name="Staging", base_url="https://app.coalescesoftware.io", environment_id="43")
+    """A started run, created at T0 unless `fields` say otherwise."""
+    return factories.make_run(profile, user, **{"created_at": T0, **fields})
 
 
 def download(client, params=None) -> tuple[object, list[dict[str, str]]]:
@@ -177,9 +170,7 @@ def test_it_answers_400_for_bad_filters(alice_client, profile):
 
 
 def test_it_redirects_anonymous_users_to_login(client):
-    response = client.get(URL)
-    assert response.status_code == 302
-    assert response.url.startswith(reverse("login"))
+    assert_redirects_to_login(client.get(URL))
 
 
 def test_it_rejects_post(alice_client):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -13,6 +12,7 @@ from responses import matchers
 
 from runs import sweep
 from runs.models import TERMINAL, FollowState, Run
+from tests.factories import make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -20,13 +20,10 @@ BASE = "https://app.coalescesoftware.io"
 LIST_URL = f"{BASE}/api/v1/runs"
 
 
-def _run(profile, user, *, counter=None, status=Run.Status.STARTED, coalesce_status="",
-         created_at=None, **fields) -> Run:
-    return Run.objects.create(
-        submit_token=uuid.uuid4(), profile=profile, created_by=user,
-        environment_id=profile.environment_id, parallelism=fields.pop("parallelism", 8),
-        request_body={}, status=status, run_counter=counter, coalesce_status=coalesce_status,
-        created_at=created_at or timezone.now() - timedelta(minutes=5), **fields)
+def _run(profile, user, *, counter=None, created_at=None, **fields) -> Run:
+    """Run `counter` in Coalesce, started five minutes ago unless told otherwise."""
+    return make_run(profile, user, run_counter=counter,
+                    created_at=created_at or timezone.now() - timedelta(minutes=5), **fields)
 
 
 def _summary(run_id: int, status: str, *, job="7", parallelism=8, started=None, ended=None):

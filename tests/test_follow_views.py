@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 import responses
-from django.contrib.auth.models import Permission
 from django.urls import reverse
 from responses import matchers
 
 from runs.models import AuditEntry, Run
+from tests.factories import grant, make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -18,14 +18,17 @@ BASE = "https://app.coalescesoftware.io"
 
 
 def _run(profile, user, *, counter=31, coalesce_status="running", **fields) -> Run:
-    return Run.objects.create(submit_token=uuid.uuid4(), profile=profile, created_by=user,
-                              environment_id=profile.environment_id, parallelism=8,
-                              request_body={}, status=Run.Status.STARTED, run_counter=counter,
-                              coalesce_status=coalesce_status, job_id="7", **fields)
+    """Run 31 of job 7, running in Coalesce unless told otherwise."""
+    return make_run(profile, user, run_counter=counter, coalesce_status=coalesce_status,
+                    job_id="7", **fields)
 
 
-def _may(user, codename):
-    user.user_permissions.add(Permission.objects.get(codename=codename))
+def _cancellable_run(profile, alice, *, org="org-1", **fields) -> Run:
+    """A `_run` that alice may cancel, on `profile` with Coalesce organisation `org`."""
+    grant(alice, "cancel_run")
+    profile.organization_id = org
+    profile.save()
+    return _run(profile, alice, **fields)
 
 
 FAILED_RESULTS = [
@@ -56,7 +59,8 @@ def test_the_status_fragment_keeps_polling_while_active(alice_client, alice, pro
     assert response.status_code == 200
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="run-live"') and "<html" not in body
-    assert "running" in body
+    # The visible status text, not the CSS class "coalesce-running" beside it.
+    assert '<strong class="coalesce-status coalesce-running">running</strong>' in body
 
 
 @pytest.mark.parametrize("status", ["completed", "failed", "canceled"])
@@ -120,10 +124,7 @@ def test_cancel_needs_its_own_permission(alice_client, alice, profile):
 
 
 def test_cancel_asks_for_confirmation_showing_what_stops(alice_client, alice, profile):
-    _may(alice, "cancel_run")
-    profile.organization_id = "org-1"
-    profile.save()
-    run = _run(profile, alice)
+    run = _cancellable_run(profile, alice)
     page = alice_client.get(reverse("runs:cancel", args=[run.pk])).content.decode()
     assert f"Cancel run {run.pk}?" in page
     assert "Job 7" in page and "Production" in page and "Cancel run 31</button>" in page
@@ -131,10 +132,7 @@ def test_cancel_asks_for_confirmation_showing_what_stops(alice_client, alice, pr
 
 @responses.activate
 def test_it_cancels_and_records_who(alice_client, alice, profile):
-    _may(alice, "cancel_run")
-    profile.organization_id = "org-1"
-    profile.save()
-    run = _run(profile, alice)
+    run = _cancellable_run(profile, alice)
     responses.post(f"{BASE}/scheduler/cancelRun", status=204, match=[
         matchers.json_params_matcher({"runID": 31, "orgID": "org-1", "environmentID": "42"})])
     response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
@@ -150,7 +148,7 @@ def test_it_cancels_and_records_who(alice_client, alice, profile):
 
 @responses.activate
 def test_a_cancel_that_failed_can_be_tried_again(alice_client, alice, profile):
-    _may(alice, "cancel_run")
+    grant(alice, "cancel_run")
     profile.organization_id = "org-1"
     profile.save()
     run = _run(profile, alice)
@@ -170,7 +168,7 @@ def test_a_cancel_that_failed_can_be_tried_again(alice_client, alice, profile):
 
 @responses.activate
 def test_a_cancel_names_the_environment_the_run_was_started_in(alice_client, alice, profile):
-    _may(alice, "cancel_run")
+    grant(alice, "cancel_run")
     run = _run(profile, alice)
     profile.organization_id = "org-1"
     profile.environment_id = "99"  # edited after the run started
@@ -189,10 +187,7 @@ def test_a_cancel_names_the_environment_the_run_was_started_in(alice_client, ali
 ])
 def test_cancel_is_refused_when_the_state_does_not_allow_it(alice_client, alice, profile,
                                                             status, org, message):
-    _may(alice, "cancel_run")
-    profile.organization_id = org
-    profile.save()
-    run = _run(profile, alice, coalesce_status=status)
+    run = _cancellable_run(profile, alice, org=org, coalesce_status=status)
     with responses.RequestsMock():  # nothing may be sent
         response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)
     assert message in response.content.decode()
@@ -200,10 +195,7 @@ def test_cancel_is_refused_when_the_state_does_not_allow_it(alice_client, alice,
 
 @responses.activate
 def test_a_refused_cancel_shows_coalesces_reason(alice_client, alice, profile):
-    _may(alice, "cancel_run")
-    profile.organization_id = "org-1"
-    profile.save()
-    run = _run(profile, alice)
+    run = _cancellable_run(profile, alice)
     responses.post(f"{BASE}/scheduler/cancelRun", status=400,
                    json={"error": {"errorString": "Run is not running"}})
     response = alice_client.post(reverse("runs:cancel", args=[run.pk]), follow=True)

@@ -7,7 +7,6 @@ A small known data set on Production (alice's) and Staging (admin-only), 1-3 May
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -19,7 +18,9 @@ from django.utils import timezone
 
 from runs import history
 from runs.charts import build_charts
-from runs.models import EnvironmentProfile, Run
+from runs.models import Run
+from tests import factories
+from tests.factories import assert_redirects_to_login
 
 URL = reverse("runs:charts")
 RANGE = {"date_from": "2024-05-01", "date_to": "2024-05-03"}
@@ -32,21 +33,12 @@ def at(day: int, hour: int) -> datetime:
 
 
 def make_run(profile, user, created_at, **fields) -> Run:
-    values = {"submit_token": uuid.uuid4(), "profile": profile, "created_by": user,
-              "environment_id": profile.environment_id, "parallelism": 8, "request_body": {},
-              "status": Run.Status.STARTED, "created_at": created_at, **fields}
-    return Run.objects.create(**values)
+    return factories.make_run(profile, user, created_at=created_at, **fields)
 
 
 def completed(created_at: datetime, seconds: int) -> dict:
     return {"coalesce_status": "completed", "coalesce_started_at": created_at,
             "coalesce_ended_at": created_at + timedelta(seconds=seconds)}
-
-
-@pytest.fixture
-def staging(db) -> EnvironmentProfile:
-    return EnvironmentProfile.objects.create(
-        name="Staging", base_url="https://app.coalescesoftware.io", environment_id="43")
 
 
 @pytest.fixture
@@ -217,9 +209,7 @@ def test_it_explains_bad_filters_to_htmx_with_200(alice_client, profile):
 
 
 def test_it_redirects_anonymous_users_to_login(client):
-    response = client.get(URL)
-    assert response.status_code == 302
-    assert response.url.startswith(reverse("login"))
+    assert_redirects_to_login(client.get(URL))
 
 
 def test_it_rejects_post(alice_client):

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.urls import reverse
 
 from runs.models import Run
+from tests.factories import make_run
 
 pytestmark = pytest.mark.django_db
 
 
-def _run(profile, user, *, status="started", coalesce_status="") -> Run:
-    return Run.objects.create(submit_token=uuid.uuid4(), profile=profile, created_by=user,
-                              environment_id=profile.environment_id, parallelism=8,
-                              request_body={}, status=status, run_counter=1,
-                              coalesce_status=coalesce_status)
+def _run(profile, user, *, coalesce_status="") -> Run:
+    return make_run(profile, user, run_counter=1, coalesce_status=coalesce_status)
 
 
 def test_the_page_polls_once_for_all_moving_runs(alice_client, alice, profile):

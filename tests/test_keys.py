@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from runs import private_keys as keys
+from tests.factories import pem_of, slices
 
 PASSPHRASE = "test-only passphrase 42"
 OPENSSL = shutil.which("openssl")
@@ -34,25 +35,16 @@ AES_256_CBC_OID = bytes.fromhex("060960864801650304012a")
 AES_256_OFB_OID = bytes.fromhex("060960864801650304012b")
 
 
-@pytest.fixture(scope="module")
-def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+@pytest.fixture
+def key(rsa_key) -> rsa.RSAPrivateKey:
+    return rsa_key
 
 
 # --- helpers: key forms -------------------------------------------------------------------
 
 
-def pem_of(private_key, fmt=serialization.PrivateFormat.PKCS8, passphrase: str | None = None):
-    encryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    return private_key.private_bytes(serialization.Encoding.PEM, fmt, encryption).decode()
-
-
 def pkcs1(private_key, passphrase: str | None = None) -> str:
-    return pem_of(private_key, serialization.PrivateFormat.TraditionalOpenSSL, passphrase)
+    return pem_of(private_key, passphrase, fmt=serialization.PrivateFormat.TraditionalOpenSSL)
 
 
 def public_pem(private_key, fmt=serialization.PublicFormat.SubjectPublicKeyInfo) -> str:
@@ -122,7 +114,7 @@ def leaks(text: str, message: str) -> bool:
     """Whether any 16-character slice of the pasted body (markers removed) is in `message`."""
     body = re.sub(r"\s+", "", re.sub(r"-{4,} ?(BEGIN|END) [A-Z0-9 ]+?-{4,}", "", text))
     squeezed = re.sub(r"\s+", "", message)
-    return any(body[i : i + 16] in squeezed for i in range(len(body) - 15))
+    return any(piece in squeezed for piece in slices(body, 16))
 
 
 def normalised(text: str, passphrase: str | None = None) -> keys.NormalisedKey:
@@ -245,39 +237,22 @@ def assert_recovers(text: str, key, passphrase: str | None = None) -> keys.Norma
     return result
 
 
-def test_it_accepts_crlf_line_endings(key):
-    result = assert_recovers(pem_of(key).replace("\n", "\r\n"), key)
-    assert result.pem == pem_of(key)
-
-
-def test_it_accepts_indented_lines(key):
-    text = "\n".join("    " + line for line in pem_of(key).splitlines())
-    assert assert_recovers(text, key).pem == pem_of(key)
-
-
-def test_it_accepts_literal_backslash_n(key):
-    text = pem_of(key).replace("\n", "\\n")
-    assert assert_recovers(text, key).pem == pem_of(key)
-
-
-def test_it_accepts_literal_backslash_r_backslash_n(key):
-    text = pem_of(key).replace("\n", "\\r\\n")
-    assert assert_recovers(text, key).pem == pem_of(key)
-
-
-def test_it_accepts_a_one_line_paste_with_spaces(key):
+# The ways a key gets mangled between the file and the form, each recovered to the same PEM.
+REFORMATTED_PASTES = {
+    "crlf line endings": lambda pem: pem.replace("\n", "\r\n"),
+    "indented lines": lambda pem: "\n".join("    " + line for line in pem.splitlines()),
+    "literal backslash n": lambda pem: pem.replace("\n", "\\n"),
+    "literal backslash r backslash n": lambda pem: pem.replace("\n", "\\r\\n"),
     # What an <input> does to a pasted key: newlines become spaces.
-    text = pem_of(key).replace("\n", " ")
-    assert assert_recovers(text, key).pem == pem_of(key)
+    "a one-line paste with spaces": lambda pem: pem.replace("\n", " "),
+    "everything on one line without separators": lambda pem: pem.replace("\n", ""),
+    "leading spaces before begin": lambda pem: "   " + pem,
+}
 
 
-def test_it_accepts_everything_on_one_line_without_separators(key):
-    text = pem_of(key).replace("\n", "")
-    assert assert_recovers(text, key).pem == pem_of(key)
-
-
-def test_it_accepts_leading_spaces_before_begin(key):
-    assert assert_recovers("   " + pem_of(key), key).pem == pem_of(key)
+@pytest.mark.parametrize("reformat", REFORMATTED_PASTES.values(), ids=REFORMATTED_PASTES)
+def test_it_accepts_a_reformatted_paste(key, reformat):
+    assert assert_recovers(reformat(pem_of(key)), key).pem == pem_of(key)
 
 
 @pytest.mark.parametrize("quote", ['"', "'", "“"])
@@ -366,7 +341,7 @@ def test_it_rejects_an_ssh_rsa_public_key(key):
 
 
 def test_it_rejects_an_openssh_private_key(key):
-    text = pem_of(key, serialization.PrivateFormat.OpenSSH)
+    text = pem_of(key, fmt=serialization.PrivateFormat.OpenSSH)
     assert "BEGIN OPENSSH PRIVATE KEY" in text
     message = rejection(text)
     assert_says(message, "OpenSSH")

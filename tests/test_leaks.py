@@ -4,32 +4,42 @@ One scenario, run through the real admin with every log record captured at DEBUG
 included): save a Basic, a KeyPair (encrypted key) and an OAuth profile, re-display forms
 with errors while they hold secrets, open the changelist, change and history pages, run
 "Test connection" against a Coalesce that echoes the token and a PEM in a 500 page, and
-dump the database. Each test then searches one kind of output for the canaries.
+dump the database; and one request crashes (a 500) with the decrypted credentials in its
+local variables while Django's mail_admins handler is attached. The scenario runs once per
+module, inside a transaction rolled back at its end, and keeps what it produced as plain text:
+each test then searches one kind of output for the canaries.
 
 Failures name the canary and the output ("key line 3 in GET /admin/..."), never the value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 import responses
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
 from django.core import mail
 from django.core.management import call_command
-from django.db import connection
-from django.test import Client
+from django.db import connection, transaction
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils.log import AdminEmailHandler
 
 from runs.models import EnvironmentProfile, Run
+from tests.factories import leaks, pem_of, profile_form, slices
+
+# The tests read only what the scenario kept; the mark makes pytest-django create the test
+# database the module-scoped scenario writes to (and rolls back).
+pytestmark = pytest.mark.django_db
 
 BASE = "https://app.coalescesoftware.io"
 ADD_URL = reverse("admin:runs_environmentprofile_add")
@@ -47,22 +57,6 @@ TOKENS = {
 SLICE = 20
 
 
-@pytest.fixture(scope="module")
-def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def pem_of(private_key, passphrase: str = "") -> str:
-    encryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    return private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    ).decode()
-
-
 def canaries(*pems: str) -> dict[str, str]:
     """Name -> plaintext: the typed secrets, and every 20-char slice of each key line."""
     found = {"password": PASSWORD, "passphrase": PASSPHRASE, "wrong passphrase": WRONG_PASSPHRASE}
@@ -71,40 +65,21 @@ def canaries(*pems: str) -> dict[str, str]:
     for p, pem in enumerate(pems):
         lines = [line for line in pem.splitlines() if not line.startswith("-----")]
         for n, line in enumerate(lines):
-            for i in range(len(line) - SLICE + 1):
-                found[f"key {p} line {n} at {i}"] = line[i : i + SLICE]
+            for i, piece in enumerate(slices(line, SLICE)):
+                found[f"key {p} line {n} at {i}"] = piece
     return found
 
 
-def leaks(outputs: dict[str, str], secrets: dict[str, str]) -> list[str]:
-    """'<secret name> in <output name>' for each secret found; never the values."""
-    return [
-        f"{name} in {where}"
-        for where, text in outputs.items()
-        for name, value in secrets.items()
-        if value in text
-    ]
-
-
 def profile_data(auth: str, **overrides) -> dict[str, str]:
-    data = {
+    return profile_form(**{
         "name": f"Leak {auth}",
-        "base_url": BASE,
-        "environment_id": "12",
         "api_token": TOKENS[auth],
         "default_job_id": "3",
-        "default_parallelism": "16",
         "snowflake_auth_type": auth,
         "snowflake_username": "" if auth == "OAuth" else "SVC_LOADER",
         "snowflake_password": PASSWORD if auth == "Basic" else "",
-        "private_key": "",
-        "private_key_passphrase": "",
-        "snowflake_warehouse": "TRANSFORMING",
-        "snowflake_role": "TRANSFORMER",
-        "_save": "Save",
-    }
-    data.update(overrides)
-    return data
+        **overrides,
+    })
 
 
 @dataclass(repr=False)
@@ -133,12 +108,12 @@ class Recorder:
         return response
 
 
-class RawRecords(logging.Handler):
-    """Formats each record as it arrives, before any other handler's filter scrubs it."""
+class Lines(logging.Handler):
+    """Keeps each record, formatted with `fmt`, as it arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, fmt: str) -> None:
         super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.setFormatter(logging.Formatter(fmt))
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -147,38 +122,86 @@ class RawRecords(logging.Handler):
 
 @dataclass(repr=False)
 class Scenario:
-    """What the scenario produced; its repr is bare so a failure prints no secret."""
+    """What the scenario produced, as plain values (the rows are rolled back); its repr is
+    bare so a failure prints no secret."""
 
     run: Recorder
     profiles: list[EnvironmentProfile]
+    run_statuses: list[str]
     coalesce_calls: int
     logs: dict[str, str]
+    crash_logs: dict[str, str]
     dump: str
+    mails: list[mail.EmailMessage]
     secrets: dict[str, str]
 
 
-@pytest.fixture
-def raw_records():
-    handler = RawRecords()
-    # The root logger and "django" (which does not propagate): first in each, so the
-    # handler sees records no filter has touched.
-    loggers = [logging.getLogger(), logging.getLogger("django")]
+@contextlib.contextmanager
+def captured_logs() -> Iterator[dict[str, Lines]]:
+    """Every record at DEBUG, SQL included, caught twice: raw, first in line before any other
+    handler's filter scrubs it (the root logger and "django", which does not propagate); and
+    last on the root logger, as pytest's caplog would see it."""
+    raw = Lines("%(name)s %(levelname)s %(message)s")
+    last = Lines("%(levelname)-8s %(name)s:%(filename)s:%(lineno)d %(message)s")
+    root, django_logger = logging.getLogger(), logging.getLogger("django")
+    loggers = [root, django_logger, logging.getLogger("django.db.backends")]
+    levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.handlers.insert(0, handler)
-    yield handler
-    for logger in loggers:
-        logger.removeHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    for logger in (root, django_logger):
+        logger.handlers.insert(0, raw)
+    root.addHandler(last)
+    try:
+        yield {"raw log records": raw, "caplog": last}
+    finally:
+        root.removeHandler(last)
+        for logger in (root, django_logger):
+            logger.removeHandler(raw)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
-@pytest.fixture
-def scenario(admin_client, key, caplog, raw_records, settings):
-    settings.DEBUG = True
-    caplog.set_level(logging.DEBUG)
-    caplog.set_level(logging.DEBUG, logger="django")
-    caplog.set_level(logging.DEBUG, logger="django.db.backends")
+@contextlib.contextmanager
+def error_emails() -> Iterator[list[mail.EmailMessage]]:
+    """Django's mail_admins handler on request errors, and ADMINS to send to, as a deployment
+    that wants error e-mails would set them (our LOGGING leaves mail_admins out).
+    Yields the list the messages sent meanwhile are added to when the block ends."""
+    handler = AdminEmailHandler()  # as Django's own mail_admins: the text report
+    request_logger = logging.getLogger("django.request")
+    request_logger.addHandler(handler)
+    sent: list[mail.EmailMessage] = []
+    already = len(mail.outbox)
+    try:
+        with override_settings(ADMINS=[("Ops", "ops@example.com")]):
+            yield sent
+    finally:
+        request_logger.removeHandler(handler)
+        sent.extend(mail.outbox[already:])
+
+
+@pytest.fixture(scope="module")
+def scenario(django_db_setup, django_db_blocker, rsa_key) -> Scenario:
+    """The scenario, once for the module: it replays about 40 requests. Its rows are rolled
+    back at the end, so the tests search what it kept, never the database."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        found = play(rsa_key)
+        transaction.set_rollback(True)
+    return found
+
+
+def play(key) -> Scenario:
     encrypted_pem = pem_of(key, PASSPHRASE)
-    run = Recorder(admin_client)
-    with CaptureQueriesContext(connection) as queries, responses.RequestsMock() as coalesce:
+    admin = User.objects.create_superuser("admin", "admin@example.com", "admin-password")
+    client = Client(raise_request_exception=False)  # a crash is a 500 page, as for a user
+    client.force_login(admin)
+    run = Recorder(client)
+    with (
+        override_settings(DEBUG=True),
+        captured_logs() as logs,
+        error_emails() as mails,
+        CaptureQueriesContext(connection) as queries,
+        responses.RequestsMock() as coalesce,
+    ):
         run.get(ADD_URL)
         # Forms re-displayed with errors while they carry every kind of secret.
         run.post(ADD_URL, profile_data("Basic", snowflake_warehouse="no spaces"))
@@ -239,36 +262,47 @@ def scenario(admin_client, key, caplog, raw_records, settings):
                 "_selected_action": [p.pk for p in profiles],
             },
         )
-        start_runs(run, coalesce, profiles)
+        crash_logs = start_runs(run, coalesce, profiles, logs)
         coalesce_calls = len(coalesce.calls)
+        run_statuses = sorted(Run.objects.values_list("status", flat=True))
     dump = io.StringIO()
     call_command("dumpdata", stdout=dump)
     return Scenario(
         run=run,
         profiles=profiles,
+        run_statuses=run_statuses,
         coalesce_calls=coalesce_calls,
         logs={
-            "caplog": caplog.text,
-            "raw log records": "\n".join(raw_records.lines),
+            **{name: "\n".join(handler.lines) for name, handler in logs.items()},
             "captured SQL": "\n".join(q["sql"] for q in queries.captured_queries),
         },
+        crash_logs=crash_logs,
         dump=dump.getvalue(),
+        mails=mails,
         secrets=canaries(encrypted_pem, stored_pem, pem_of(key)),
     )
 
 
-def start_runs(run: Recorder, coalesce, profiles) -> None:
+def start_runs(run: Recorder, coalesce, profiles, logs: dict[str, Lines]) -> dict[str, str]:
     """Start a run on each profile through the run form, while Coalesce answers with the
-    secrets echoed back: in an HTML 500 page, in a 400 envelope, and as a success. Then
-    open every page and export that shows runs or the audit trail."""
-    answers = iter([500, 400, 200])
+    secrets echoed back: in an HTML 500 page, in a 400 envelope, and as a success. Then one
+    more on the KeyPair profile during which the connection crashes (an exception no client
+    code expects: a 500 page and an error e-mail, while the decrypted credentials are local
+    variables). Then open every page and export that shows runs or the audit trail.
+
+    Returns what was logged during the crash, which is kept apart from `logs` (see
+    test_it_keeps_secrets_out_of_the_logs_of_a_crash)."""
+    answers = iter([500, 400, 200, "crash"])
 
     def echoing(request):
+        status = next(answers)
+        if status == "crash":
+            # Before this test's own variables hold a secret: the report shows every frame's.
+            raise RuntimeError("the connection broke in a way nobody planned for")
         # What a careless server could echo: the very token and credentials it was sent.
         sent = json.loads(request.body)
         echo = request.headers["Authorization"] + " " + json.dumps(sent)
         echo += "".join(f" {v}" for v in sent.get("userCredentials", {}).values())
-        status = next(answers)
         if status == 500:
             return 500, {"Content-Type": "text/html"}, f"<html><pre>{echo}</pre></html>"
         if status == 400:
@@ -278,10 +312,15 @@ def start_runs(run: Recorder, coalesce, profiles) -> None:
 
     coalesce.add_callback(responses.POST, f"{BASE}/scheduler/startRun", callback=echoing)
     for profile in profiles:
-        run.post(reverse("runs:new"), {
-            "environment": profile.pk, "job_id": "3", "parallelism": "4",
-            "submit_token": str(uuid.uuid4()), "param_name": "P", "param_value": "v",
-        })
+        run.post(reverse("runs:new"), run_form(profile))
+    # As in production: with DEBUG on, Django's reports show every variable by design.
+    before = {name: len(handler.lines) for name, handler in logs.items()}
+    with override_settings(DEBUG=False):
+        run.post(reverse("runs:new"), run_form(profiles[1]))
+    crash_logs = {}
+    for name, handler in logs.items():
+        crash_logs[f"{name} during the crash"] = "\n".join(handler.lines[before[name]:])
+        del handler.lines[before[name]:]
     for stored in Run.objects.all():
         run.get(stored.get_absolute_url())
         run.get(reverse("runs:status", args=[stored.pk]))
@@ -294,6 +333,25 @@ def start_runs(run: Recorder, coalesce, profiles) -> None:
     run.get(reverse("admin:runs_run_changelist"))
     for stored in Run.objects.all():
         run.get(reverse("admin:runs_run_change", args=[stored.pk]))
+    return crash_logs
+
+
+def run_form(profile) -> dict[str, str]:
+    return {"environment": profile.pk, "job_id": "3", "parallelism": "4",
+            "submit_token": str(uuid.uuid4()), "param_name": "P", "param_value": "v"}
+
+
+def mail_texts(messages: list[mail.EmailMessage]) -> dict[str, str]:
+    """Each e-mail as sent, and its parts decoded (a transfer encoding could hide a secret
+    from a search of the raw message)."""
+    texts = {}
+    for i, message in enumerate(messages):
+        texts[f"mail {i}"] = message.message().as_string()
+        texts[f"mail {i} subject"] = message.subject
+        texts[f"mail {i} body"] = message.body
+        for n, (content, _) in enumerate(getattr(message, "alternatives", [])):
+            texts[f"mail {i} alternative {n}"] = str(content)
+    return texts
 
 
 # --- the scenario did what it claims ------------------------------------------------------------
@@ -315,8 +373,22 @@ def test_it_redisplays_five_forms_with_errors(scenario):
 def test_it_captures_sql_and_the_failed_connection_tests(scenario):
     assert "INSERT INTO" in scenario.logs["raw log records"]
     assert "django.db.backends DEBUG" in scenario.logs["raw log records"]
-    assert scenario.coalesce_calls == 3 + 3  # three connection tests, three starts
+    # Three connection tests, three starts and the start that crashed.
+    assert scenario.coalesce_calls == 3 + 3 + 1
     assert sum("HTTP 500" in m for m in scenario.run.messages) == 3
+
+
+def test_it_recorded_the_four_runs_it_then_searched(scenario):
+    # The crashed start stays "submitting": no answer was recorded for it.
+    assert scenario.run_statuses == ["rejected", "started", "submitting", "unreachable"]
+
+
+def test_it_sent_one_error_email_about_the_crash(scenario):
+    assert len(scenario.mails) == 1
+    [report] = scenario.mails
+    assert report.subject.endswith("Internal Server Error: /runs/new/")
+    assert "RuntimeError at /runs/new/\nthe connection broke" in report.body
+    assert "runs/coalesce.py" in report.body  # the traceback, down into the client
 
 
 # --- no secret anywhere -----------------------------------------------------------------------
@@ -330,6 +402,10 @@ def test_it_keeps_secrets_out_of_the_logs(scenario):
     assert leaks(scenario.logs, scenario.secrets) == []
 
 
+def test_it_keeps_secrets_out_of_the_logs_of_a_crash(scenario):
+    assert leaks(scenario.crash_logs, scenario.secrets) == []
+
+
 def test_it_keeps_secrets_out_of_the_database_dump(scenario):
     assert leaks({"dumpdata": scenario.dump}, scenario.secrets) == []
 
@@ -339,10 +415,6 @@ def test_it_keeps_secrets_out_of_the_messages(scenario):
 
 
 def test_it_keeps_secrets_out_of_error_emails(scenario):
-    sent = {f"mail {i}": m.message().as_string() for i, m in enumerate(mail.outbox)}
-    assert leaks(sent, scenario.secrets) == []
+    assert scenario.mails, "no error e-mail was sent, so none could be searched"
+    assert leaks(mail_texts(scenario.mails), scenario.secrets) == []
 
-
-def test_it_recorded_the_three_runs_it_then_searched(scenario):
-    statuses = sorted(Run.objects.values_list("status", flat=True))
-    assert statuses == ["rejected", "started", "unreachable"]

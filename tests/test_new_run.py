@@ -7,57 +7,22 @@ registered fails, so `len(coalesce.calls) == 0` proves nothing was sent.
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
-import responses
-from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
 from django.urls import reverse
 from responses import matchers
 
 from runs.models import Run
+from tests.factories import grant, make_run, run_form
 
 NEW_URL = reverse("runs:new")
 START_URL = "https://app.coalescesoftware.io/scheduler/startRun"
 FORCE_LABEL = "Force refresh even if the last deployment failed"
 
 
-@pytest.fixture
-def coalesce():
-    with responses.RequestsMock() as mock_coalesce:
-        yield mock_coalesce
-
-
 def started(coalesce, run_counter: int = 5, match=()) -> None:
     coalesce.post(START_URL, json={"runCounter": run_counter}, match=list(match))
-
-
-def form_data(profile, **fields) -> dict:
-    """A valid form for `profile`: its default job, no selectors, one empty parameter row."""
-    data = {
-        "environment": str(profile.pk),
-        "job_id": "7",
-        "include_selector": "",
-        "exclude_selector": "",
-        "parallelism": "8",
-        "param_name": [""],
-        "param_value": [""],
-        "submit_token": str(uuid.uuid4()),
-    }
-    data.update(fields)
-    return data
-
-
-def may_force(user: User) -> None:
-    user.user_permissions.add(Permission.objects.get(codename="force_run"))
-
-
-def make_run(profile, user) -> Run:
-    return Run.objects.create(
-        submit_token=uuid.uuid4(), profile=profile, environment_id=profile.environment_id,
-        created_by=user, parallelism=8, status=Run.Status.STARTED, run_counter=99,
-    )
 
 
 def assert_refused(response, coalesce, message: str, *typed: str) -> None:
@@ -96,7 +61,7 @@ def test_it_hides_the_force_fields_without_the_permission(alice_client, profile)
 
 
 def test_it_shows_the_force_fields_with_the_permission(alice, alice_client, profile):
-    may_force(alice)
+    grant(alice, "force_run")
 
     page = alice_client.get(NEW_URL).content.decode()
 
@@ -189,7 +154,7 @@ def test_it_sends_anonymous_visitors_to_log_in(client, profile):
 
 
 def test_it_sends_an_anonymous_post_to_log_in(client, profile, coalesce):
-    response = client.post(NEW_URL, form_data(profile, refresh_all="on"))
+    response = client.post(NEW_URL, run_form(profile, refresh_all="on"))
 
     assert response.status_code == 302
     assert response.url.startswith(reverse("login"))
@@ -205,13 +170,13 @@ def test_it_hides_an_environment_bob_may_not_run(client, bob, profile):
 def test_it_refuses_bob_s_post_for_that_environment(client, bob, profile, coalesce):
     client.force_login(bob)
 
-    assert client.post(NEW_URL, form_data(profile)).status_code == 404
+    assert client.post(NEW_URL, run_form(profile)).status_code == 404
     assert len(coalesce.calls) == 0
     assert not Run.objects.exists()
 
 
 def test_it_refuses_a_forged_force_without_the_permission(alice_client, profile, coalesce):
-    data = form_data(profile, force="on", confirm_name="Production")
+    data = run_form(profile, force="on", confirm_name="Production")
 
     assert alice_client.post(NEW_URL, data).status_code == 403
     assert len(coalesce.calls) == 0
@@ -219,7 +184,7 @@ def test_it_refuses_a_forged_force_without_the_permission(alice_client, profile,
 
 
 def test_it_starts_a_forced_run_with_the_permission(alice, alice_client, profile, coalesce):
-    may_force(alice)
+    grant(alice, "force_run")
     started(coalesce, match=[matchers.json_params_matcher({
         "runDetails": {"environmentID": "42", "jobID": "7", "parallelism": 8,
                        "forceIgnoreWorkspaceStatus": True},
@@ -227,7 +192,7 @@ def test_it_starts_a_forced_run_with_the_permission(alice, alice_client, profile
     })])
 
     response = alice_client.post(
-        NEW_URL, form_data(profile, force="on", confirm_name="Production"), follow=True
+        NEW_URL, run_form(profile, force="on", confirm_name="Production"), follow=True
     )
 
     assert Run.objects.get().force is True
@@ -238,7 +203,7 @@ def test_it_requires_the_csrf_token(alice, profile, coalesce):
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
 
-    assert client.post(NEW_URL, form_data(profile)).status_code == 403
+    assert client.post(NEW_URL, run_form(profile)).status_code == 403
     assert len(coalesce.calls) == 0
 
 
@@ -248,12 +213,13 @@ def test_it_requires_the_csrf_token(alice, profile, coalesce):
 def test_it_starts_a_run_and_shows_it(alice_client, profile, coalesce):
     started(coalesce, run_counter=1234)
 
-    response = alice_client.post(NEW_URL, form_data(profile), follow=True)
+    response = alice_client.post(NEW_URL, run_form(profile), follow=True)
 
     run = Run.objects.get()
     assert response.redirect_chain == [(run.get_absolute_url(), 302)]
     page = response.content.decode()
-    assert "Started" in page
+    # The outcome line itself: the page always says "Started by" whatever the outcome.
+    assert '<p class="status status-started">Started</p>' in page
     assert '<strong class="run-counter">1234</strong>' in page
 
 
@@ -266,7 +232,7 @@ def test_it_sends_what_the_form_says(alice_client, profile, coalesce):
         "parameters": {"REGION": "emea", "LIMIT": "10"},
     })])
 
-    alice_client.post(NEW_URL, form_data(
+    alice_client.post(NEW_URL, run_form(
         profile, job_id=" 12 ", parallelism="64", include_selector="  { location: STAGING }\n",
         param_name=["REGION", "", "LIMIT"], param_value=["emea", "", "10"],
     ))
@@ -280,7 +246,7 @@ def test_it_sends_a_run_of_the_entire_environment_once_confirmed(alice_client, p
         "userCredentials": {"snowflakeAuthType": "OAuth"},
     })])
 
-    alice_client.post(NEW_URL, form_data(profile, job_id="", refresh_all="on"))
+    alice_client.post(NEW_URL, run_form(profile, job_id="", refresh_all="on"))
 
     assert Run.objects.get().targets_everything
 
@@ -288,14 +254,14 @@ def test_it_sends_a_run_of_the_entire_environment_once_confirmed(alice_client, p
 def test_it_redirects_htmx_to_the_run_page(alice_client, profile, coalesce):
     started(coalesce)
 
-    response = alice_client.post(NEW_URL, form_data(profile), headers={"HX-Request": "true"})
+    response = alice_client.post(NEW_URL, run_form(profile), headers={"HX-Request": "true"})
 
     assert response["HX-Redirect"] == Run.objects.get().get_absolute_url()
 
 
 def test_it_starts_once_for_a_resubmitted_form(alice_client, profile, coalesce):
     started(coalesce)
-    data = form_data(profile)
+    data = run_form(profile)
     alice_client.post(NEW_URL, data)
 
     response = alice_client.post(NEW_URL, data, follow=True)
@@ -311,7 +277,7 @@ def test_it_starts_once_for_a_resubmitted_form(alice_client, profile, coalesce):
 def test_it_warns_about_or_inside_braces_but_starts(alice_client, profile, coalesce):
     started(coalesce)
 
-    response = alice_client.post(NEW_URL, form_data(
+    response = alice_client.post(NEW_URL, run_form(
         profile, job_id="", include_selector="{ name: A || name: B }"
     ), follow=True)
 
@@ -322,7 +288,7 @@ def test_it_warns_about_or_inside_braces_but_starts(alice_client, profile, coale
 def test_it_records_the_client_address(alice_client, profile, coalesce):
     started(coalesce)
 
-    alice_client.post(NEW_URL, form_data(profile), REMOTE_ADDR="203.0.113.7")
+    alice_client.post(NEW_URL, run_form(profile), REMOTE_ADDR="203.0.113.7")
 
     assert Run.objects.get().client_ip == "203.0.113.7"
 
@@ -332,7 +298,7 @@ def test_it_records_the_address_the_proxy_saw(alice_client, profile, coalesce):
     started(coalesce)
 
     alice_client.post(
-        NEW_URL, form_data(profile), REMOTE_ADDR="10.0.0.2",
+        NEW_URL, run_form(profile), REMOTE_ADDR="10.0.0.2",
         HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.9",  # the first entry is client-written
     )
 
@@ -343,7 +309,7 @@ def test_it_records_the_address_the_proxy_saw(alice_client, profile, coalesce):
 def test_it_records_no_address_when_the_proxy_sends_junk(alice_client, profile, coalesce):
     started(coalesce)
 
-    alice_client.post(NEW_URL, form_data(profile), HTTP_X_FORWARDED_FOR="unknown")
+    alice_client.post(NEW_URL, run_form(profile), HTTP_X_FORWARDED_FOR="unknown")
 
     run = Run.objects.get()
     assert (run.status, run.client_ip) == ("started", None)
@@ -353,7 +319,7 @@ def test_it_records_no_address_when_the_proxy_sends_junk(alice_client, profile, 
 
 
 def test_it_refuses_a_job_id_that_is_not_a_number(alice_client, profile, coalesce):
-    response = alice_client.post(NEW_URL, form_data(
+    response = alice_client.post(NEW_URL, run_form(
         profile, job_id="nightly", include_selector="{ name: DIM_X }"
     ))
 
@@ -366,13 +332,13 @@ def test_it_refuses_a_job_id_that_is_not_a_number(alice_client, profile, coalesc
     [("0", "greater than or equal to 1."), ("1025", "less than or equal to 1024.")],
 )
 def test_it_refuses_parallelism_out_of_range(alice_client, profile, coalesce, typed, message):
-    response = alice_client.post(NEW_URL, form_data(profile, parallelism=typed))
+    response = alice_client.post(NEW_URL, run_form(profile, parallelism=typed))
 
     assert_refused(response, coalesce, message, f'name="parallelism" value="{typed}"')
 
 
 def test_it_asks_to_confirm_a_run_of_the_entire_environment(alice_client, profile, coalesce):
-    response = alice_client.post(NEW_URL, form_data(
+    response = alice_client.post(NEW_URL, run_form(
         profile, job_id="", parallelism="32", param_name=["REGION"], param_value=["emea"]
     ))
 
@@ -383,9 +349,9 @@ def test_it_asks_to_confirm_a_run_of_the_entire_environment(alice_client, profil
 def test_it_refuses_a_forced_run_without_the_environment_name(
     alice, alice_client, profile, coalesce
 ):
-    may_force(alice)
+    grant(alice, "force_run")
 
-    response = alice_client.post(NEW_URL, form_data(profile, force="on", confirm_name="Prod"))
+    response = alice_client.post(NEW_URL, run_form(profile, force="on", confirm_name="Prod"))
 
     assert_refused(response, coalesce,
                    "Type the environment name “Production” exactly to force a refresh.",
@@ -393,7 +359,7 @@ def test_it_refuses_a_forced_run_without_the_environment_name(
 
 
 def test_it_refuses_duplicate_parameter_names(alice_client, profile, coalesce):
-    response = alice_client.post(NEW_URL, form_data(
+    response = alice_client.post(NEW_URL, run_form(
         profile, param_name=["REGION", "REGION"], param_value=["emea", "apac"]
     ))
 
@@ -402,7 +368,7 @@ def test_it_refuses_duplicate_parameter_names(alice_client, profile, coalesce):
 
 
 def test_it_refuses_a_parameter_value_without_a_name(alice_client, profile, coalesce):
-    response = alice_client.post(NEW_URL, form_data(
+    response = alice_client.post(NEW_URL, run_form(
         profile, param_name=["REGION", " "], param_value=["emea", "apac"]
     ))
 
@@ -412,7 +378,7 @@ def test_it_refuses_a_parameter_value_without_a_name(alice_client, profile, coal
 
 def test_it_returns_the_refused_form_to_htmx(alice_client, profile, coalesce):
     response = alice_client.post(
-        NEW_URL, form_data(profile, job_id="nightly"), headers={"HX-Request": "true"}
+        NEW_URL, run_form(profile, job_id="nightly"), headers={"HX-Request": "true"}
     )
 
     page = response.content.decode()
@@ -425,7 +391,7 @@ def test_it_returns_the_refused_form_to_htmx(alice_client, profile, coalesce):
 
 
 def test_it_shows_the_run_page_to_alice(alice, alice_client, profile):
-    run = make_run(profile, alice)
+    run = make_run(profile, alice, run_counter=99)
 
     response = alice_client.get(run.get_absolute_url())
 
@@ -433,16 +399,14 @@ def test_it_shows_the_run_page_to_alice(alice, alice_client, profile):
 
 
 def test_it_hides_a_run_on_an_environment_bob_may_not_run(client, alice, bob, profile):
-    run = make_run(profile, alice)
+    run = make_run(profile, alice, run_counter=99)
     client.force_login(bob)
 
     assert client.get(run.get_absolute_url()).status_code == 404
 
 
-def test_it_shows_any_run_to_an_auditor(client, alice, profile):
-    run = make_run(profile, alice)
-    carol = User.objects.create_user("carol", "carol@example.com", "carol-password")
-    carol.user_permissions.add(Permission.objects.get(codename="view_run"))
+def test_it_shows_any_run_to_an_auditor(client, alice, carol, profile):
+    run = make_run(profile, alice, run_counter=99)
     client.force_login(carol)
 
     response = client.get(run.get_absolute_url())
@@ -451,7 +415,7 @@ def test_it_shows_any_run_to_an_auditor(client, alice, profile):
 
 
 def test_it_sends_anonymous_visitors_of_a_run_to_log_in(client, alice, profile):
-    run = make_run(profile, alice)
+    run = make_run(profile, alice, run_counter=99)
 
     response = client.get(run.get_absolute_url())
 

@@ -23,6 +23,7 @@ from responses import matchers
 
 from runs import private_keys as keys
 from runs.models import EnvironmentProfile
+from tests.factories import key_body_lines, pem_of, profile_form
 
 ADD_URL = reverse("admin:runs_environmentprofile_add")
 CHANGELIST_URL = reverse("admin:runs_environmentprofile_changelist")
@@ -35,18 +36,9 @@ PASSPHRASE = "pp-admin-test-9f0e2d7b"
 SECRET_FIELDS = ("api_token", "snowflake_password", "private_key", "private_key_passphrase")
 
 
-@pytest.fixture(scope="module")
-def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def pem_of(private_key, fmt=serialization.PrivateFormat.PKCS8, passphrase: str = "") -> str:
-    encryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    return private_key.private_bytes(serialization.Encoding.PEM, fmt, encryption).decode()
+@pytest.fixture
+def key(rsa_key) -> rsa.RSAPrivateKey:
+    return rsa_key
 
 
 def fingerprint(private_key) -> str:
@@ -57,30 +49,9 @@ def fingerprint(private_key) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
-def body_lines(pem: str) -> list[str]:
-    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
-
-
 def profile_data(**overrides) -> dict[str, str]:
     """Everything the admin form posts, for a valid Basic profile."""
-    data = {
-        "name": "Staging",
-        "base_url": BASE,
-        "environment_id": "12",
-        "api_token": TOKEN,
-        "default_job_id": "",
-        "default_parallelism": "16",
-        "snowflake_auth_type": "Basic",
-        "snowflake_username": "SVC_LOADER",
-        "snowflake_password": PASSWORD,
-        "private_key": "",
-        "private_key_passphrase": "",
-        "snowflake_warehouse": "TRANSFORMING",
-        "snowflake_role": "TRANSFORMER",
-        "_save": "Save",
-    }
-    data.update(overrides)
-    return data
+    return profile_form(**{"api_token": TOKEN, "snowflake_password": PASSWORD, **overrides})
 
 
 def keypair_data(pem: str, passphrase: str = "", **overrides) -> dict[str, str]:
@@ -240,7 +211,7 @@ def test_it_never_redisplays_a_pasted_key_with_errors(admin_client, key):
     response = add(admin_client, keypair_data(pem, PASSPHRASE, snowflake_role="no spaces"))
     page = response.content.decode()
     assert "snowflake_role" in form_errors(response)
-    assert not [line for line in body_lines(pem) if line in page]
+    assert not [line for line in key_body_lines(pem) if line in page]
     assert PASSPHRASE not in page
     assert TOKEN not in page
 
@@ -258,7 +229,7 @@ def test_it_shows_the_stored_key_by_size_and_fingerprint(admin_client, key):
     page = change_page(admin_client, profile)
     assert f"Stored: RSA 2048, {fingerprint(key)}, updated " in page
     assert re.search(r"Stored: RSA 2048, \S+, updated [^<]+ by admin", page)
-    assert not [line for line in body_lines(pem_of(key)) if line in page]
+    assert not [line for line in key_body_lines(pem_of(key)) if line in page]
 
 
 def test_it_shows_the_stored_password_and_token_by_status_only(admin_client):
@@ -338,7 +309,7 @@ def test_it_stores_a_crlf_key_as_canonical_pem(admin_client, key):
 
 
 def test_it_stores_a_pkcs1_key_as_pkcs8(admin_client, key):
-    pasted = pem_of(key, serialization.PrivateFormat.TraditionalOpenSSL)
+    pasted = pem_of(key, fmt=serialization.PrivateFormat.TraditionalOpenSSL)
     assert pasted.startswith("-----BEGIN RSA PRIVATE KEY-----")
     profile = saved(add(admin_client, keypair_data(pasted)))
     assert profile.get_secret("private_key") == pem_of(key)

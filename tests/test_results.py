@@ -7,15 +7,11 @@ says other clients meet in practice. No database or HTTP is needed.
 
 from __future__ import annotations
 
-import copy
-import functools
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from runs.results import (
     NodeResult,
@@ -26,31 +22,11 @@ from runs.results import (
     results_from_json,
     results_to_json,
 )
+from tests.openapi import openapi_example
 
-SPEC_PATH = Path(__file__).parent / "data" / "coalesce-openapi-2024.yaml"
 T0 = "2024-05-01T10:00:00Z"
 T1 = "2024-05-01T10:00:02.500Z"
 T2 = "2024-05-01T10:00:05+00:00"
-
-
-class _JsonLikeLoader(yaml.SafeLoader):
-    """SafeLoader that keeps date-times as strings, as they arrive over JSON."""
-
-
-_JsonLikeLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-@functools.cache
-def _schemas() -> dict[str, Any]:
-    return yaml.load(SPEC_PATH.read_text(), Loader=_JsonLikeLoader)["components"]["schemas"]
-
-
-def openapi_example(schema: str) -> Any:
-    """A fresh copy of the `example` of a schema in Coalesce's OpenAPI description."""
-    return copy.deepcopy(_schemas()[schema]["example"])
 
 
 def stage(**fields: Any) -> dict[str, Any]:

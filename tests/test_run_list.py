@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import base64
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.db import connection
 from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
@@ -21,6 +20,7 @@ from django.urls import reverse
 from runs.forms import RunFilterForm
 from runs.history import PAGE_SIZE, Cursor, RunHistory
 from runs.models import EnvironmentProfile, Run
+from tests import factories
 
 URL = reverse("runs:list")
 T0 = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
@@ -31,23 +31,18 @@ def token(raw: str) -> str:
 
 
 def make_run(profile, user, **fields) -> Run:
-    values = {"submit_token": uuid.uuid4(), "profile": profile, "created_by": user,
-              "environment_id": profile.environment_id, "parallelism": 8, "request_body": {},
-              "status": Run.Status.STARTED, "created_at": T0, **fields}
-    return Run.objects.create(**values)
+    """A started run, created at T0 unless `fields` say otherwise."""
+    return factories.make_run(profile, user, **{"created_at": T0, **fields})
 
 
-@pytest.fixture
-def staging(db) -> EnvironmentProfile:
-    return EnvironmentProfile.objects.create(
-        name="Staging", base_url="https://app.coalescesoftware.io", environment_id="43")
+def make_runs(profile, user, times) -> list[Run]:
+    """Started runs created at each of `times`, in that order, with one INSERT."""
+    return Run.objects.bulk_create(
+        [factories.build_run(profile, user, created_at=at) for at in times])
 
 
-@pytest.fixture
-def carol(db) -> User:
-    user = User.objects.create_user("carol", "carol@example.com", "carol-password")
-    user.user_permissions.add(Permission.objects.get(codename="view_run"))
-    return user
+def minutes_before_t0(count: int) -> list[datetime]:
+    return [T0 - timedelta(minutes=i) for i in range(count)]
 
 
 def pks_on(response) -> list[int]:
@@ -335,7 +330,7 @@ def test_it_pushes_the_normalised_url_to_htmx(alice_client, alice, profile):
 
 def test_it_pushes_the_plain_url_once_paging_back_reaches_the_newest(alice_client, alice,
                                                                      profile):
-    runs = [make_run(profile, alice, created_at=T0 - timedelta(minutes=i)) for i in range(60)]
+    runs = make_runs(profile, alice, minutes_before_t0(60))
     deep = Cursor(runs[55].created_at, runs[55].pk).encode()
     assert alice_client.get(URL, {"cursor": deep}, headers={"HX-Request": "true"}
                             )["HX-Push-Url"] == f"/?cursor={deep}"
@@ -346,8 +341,7 @@ def test_it_pushes_the_plain_url_once_paging_back_reaches_the_newest(alice_clien
 
 def test_it_wires_the_filter_form_and_pager_for_htmx_and_plain_links(alice_client, alice,
                                                                       profile):
-    for i in range(PAGE_SIZE + 1):
-        make_run(profile, alice, created_at=T0 - timedelta(minutes=i))
+    make_runs(profile, alice, minutes_before_t0(PAGE_SIZE + 1))
     html = alice_client.get(URL).content.decode()
     form = re.search(r'<form id="history-filters"[^>]*>', html).group(0)
     assert 'method="get" action="/"' in form
@@ -374,7 +368,7 @@ def test_it_renders_the_rows_partial_on_its_own(alice, profile):
 
 
 def test_it_pages_by_cursor(alice_client, alice, profile):
-    runs = [make_run(profile, alice, created_at=T0 - timedelta(minutes=i)) for i in range(120)]
+    runs = make_runs(profile, alice, minutes_before_t0(120))
     pages = walk_older(alice_client, URL)
     assert [len(page) for page in pages] == [50, 50, 20]
     assert sum(pages, []) == [run.pk for run in runs]
@@ -384,7 +378,7 @@ def test_it_pages_through_identical_timestamps_without_skipping_or_repeating(
         alice_client, alice, profile):
     # 130 runs share one created_at, straddling two page boundaries, between others.
     newer = [make_run(profile, alice, created_at=T0 + timedelta(seconds=s)) for s in (2, 1)]
-    tied = [make_run(profile, alice, created_at=T0) for _ in range(130)]
+    tied = make_runs(profile, alice, [T0] * 130)
     older = [make_run(profile, alice, created_at=T0 - timedelta(seconds=s)) for s in (1, 2)]
     pages = walk_older(alice_client, URL)
     seen = sum(pages, [])
@@ -395,8 +389,7 @@ def test_it_pages_through_identical_timestamps_without_skipping_or_repeating(
 
 
 def test_it_pages_back_to_newer_runs_through_ties(alice_client, alice, profile):
-    for _ in range(130):
-        make_run(profile, alice)
+    make_runs(profile, alice, [T0] * 130)
     first = alice_client.get(URL)
     second = alice_client.get(link(first, "next"))
     third = alice_client.get(link(second, "next"))
@@ -408,7 +401,7 @@ def test_it_pages_back_to_newer_runs_through_ties(alice_client, alice, profile):
 
 
 def test_it_shows_a_full_first_page_when_paging_back_to_the_top(alice_client, alice, profile):
-    runs = [make_run(profile, alice, created_at=T0 - timedelta(minutes=i)) for i in range(60)]
+    runs = make_runs(profile, alice, minutes_before_t0(60))
     # A "newer" cursor just below the 10th newest run: fewer than a page above it.
     cursor = Cursor(runs[10].created_at, runs[10].pk, older=False).encode()
     response = alice_client.get(URL, {"cursor": cursor})
@@ -416,9 +409,9 @@ def test_it_shows_a_full_first_page_when_paging_back_to_the_top(alice_client, al
 
 
 def test_it_keeps_the_filters_in_the_pager_links(carol_client, carol, profile, staging):
-    for i in range(PAGE_SIZE + 5):
-        make_run(profile, carol, created_at=T0 - timedelta(minutes=i))
-        make_run(staging, carol, created_at=T0 - timedelta(minutes=i))
+    Run.objects.bulk_create([factories.build_run(p, carol, created_at=at)
+                             for at in minutes_before_t0(PAGE_SIZE + 5)
+                             for p in (profile, staging)])
     first = carol_client.get(URL, {"environment": staging.pk})
     assert f"environment={staging.pk}&cursor=" in link(first, "next")
     second = carol_client.get(link(first, "next"))
@@ -444,7 +437,7 @@ def test_it_never_counts_rows(alice_client, alice, profile):
 
 def test_its_query_count_does_not_grow_with_depth(alice_client, alice, profile,
                                                    django_assert_max_num_queries):
-    runs = [make_run(profile, alice, created_at=T0 - timedelta(minutes=i)) for i in range(260)]
+    runs = make_runs(profile, alice, minutes_before_t0(260))
     first_page_queries = 7  # session, user, permissions, the page, the two filter choices
     with django_assert_max_num_queries(first_page_queries):
         alice_client.get(URL)

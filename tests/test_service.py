@@ -15,9 +15,6 @@ from unittest import mock
 
 import pytest
 import requests
-import responses
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core import serializers
 from django.test import override_settings
 from django.urls import reverse
@@ -27,6 +24,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 from runs.models import AuditEntry, EnvironmentProfile, Run, RunEvent
 from runs.private_keys import normalise_private_key
 from runs.service import RunRequest, start_run
+from tests.factories import key_body_lines, leaks, make_profile, pem_of, run_form
 
 NEW_URL = reverse("runs:new")
 BASE = "https://app.coalescesoftware.io"
@@ -41,56 +39,23 @@ AuthType = EnvironmentProfile.AuthType
 # -- fixtures and helpers ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def pem_of(key: rsa.RSAPrivateKey, passphrase: str = "") -> str:
-    encryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    ).decode()
-
-
-def make_profile(auth_type: str, **fields) -> EnvironmentProfile:
-    profile = EnvironmentProfile(
-        name=f"Staging {auth_type}",
-        base_url=BASE,
-        environment_id="42",
-        snowflake_auth_type=auth_type,
-        snowflake_username="SVC_LOADER",
-        **fields,
-    )
-    profile.set_secret("api_token", TOKEN, by="admin")
-    return profile
-
-
-def saved(profile: EnvironmentProfile, analysts) -> EnvironmentProfile:
-    profile.save()
-    profile.allowed_groups.add(analysts)
-    return profile
+def staging_profile(analysts, auth_type: str, **fields) -> EnvironmentProfile:
+    """A profile with TOKEN and the SVC_LOADER user, that the analysts may run."""
+    return make_profile(name=f"Staging {auth_type}", default_job_id="", default_parallelism=16,
+                        snowflake_auth_type=auth_type, snowflake_username="SVC_LOADER",
+                        api_token=TOKEN, groups=[analysts], **fields)
 
 
 @pytest.fixture
 def basic_profile(analysts) -> EnvironmentProfile:
-    profile = make_profile(
-        AuthType.BASIC, snowflake_warehouse="TRANSFORMING", snowflake_role="LOADER"
-    )
-    profile.set_secret("snowflake_password", PASSWORD, by="admin")
-    return saved(profile, analysts)
+    return staging_profile(analysts, AuthType.BASIC, snowflake_password=PASSWORD,
+                           snowflake_warehouse="TRANSFORMING", snowflake_role="LOADER")
 
 
 def keypair_profile(analysts, pasted: str, passphrase: str = "") -> EnvironmentProfile:
-    profile = make_profile(AuthType.KEYPAIR)
-    profile.set_private_key(normalise_private_key(pasted, passphrase or None), by="admin")
-    if passphrase:
-        profile.set_secret("private_key_passphrase", passphrase, by="admin")
-    return saved(profile, analysts)
+    return staging_profile(analysts, AuthType.KEYPAIR,
+                           private_key=normalise_private_key(pasted, passphrase or None),
+                           private_key_passphrase=passphrase)
 
 
 @pytest.fixture
@@ -101,12 +66,6 @@ def plain_key_profile(analysts, rsa_key) -> EnvironmentProfile:
 @pytest.fixture
 def encrypted_key_profile(analysts, rsa_key) -> EnvironmentProfile:
     return keypair_profile(analysts, pem_of(rsa_key, PASSPHRASE), PASSPHRASE)
-
-
-@pytest.fixture
-def coalesce():
-    with responses.RequestsMock() as mock_coalesce:
-        yield mock_coalesce
 
 
 def expect_start(coalesce, body: dict, *, token: str = TOKEN, **answer) -> None:
@@ -142,11 +101,6 @@ def start(profile, user, **fields) -> Run:
     return run
 
 
-def form_data(profile) -> dict:
-    return {"environment": str(profile.pk), "job_id": "7", "parallelism": "16",
-            "submit_token": str(uuid.uuid4())}
-
-
 def run_page(client, run: Run) -> str:
     response = client.get(run.get_absolute_url())
     assert response.status_code == 200
@@ -163,6 +117,15 @@ def basic_credentials() -> dict:
     }
 
 
+def keypair_body(pem: str, **credentials) -> dict:
+    """The startRun body for a KeyPair profile: exactly these credentials, no others."""
+    return {
+        "runDetails": {"environmentID": "42", "parallelism": 16},
+        "userCredentials": {"snowflakeAuthType": "KeyPair", "snowflakeUsername": "SVC_LOADER",
+                            "snowflakeKeyPairKey": pem, **credentials},
+    }
+
+
 def oauth_body(**details) -> dict:
     return {
         "runDetails": {"environmentID": "42", "parallelism": 16, **details},
@@ -170,15 +133,8 @@ def oauth_body(**details) -> dict:
     }
 
 
-def leaks(texts: dict[str, str], secrets: dict[str, str]) -> list[str]:
-    """'<secret> in <where>' for each secret found; never the value itself."""
-    return [f"{name} in {where}" for where, text in texts.items()
-            for name, value in secrets.items() if value in text]
-
-
 def key_lines(pem: str) -> dict[str, str]:
-    lines = [line for line in pem.splitlines() if not line.startswith("-----")]
-    return {f"key line {n}": line for n, line in enumerate(lines)}
+    return {f"key line {n}": line for n, line in enumerate(key_body_lines(pem))}
 
 
 def stored_rows() -> dict[str, str]:
@@ -205,29 +161,14 @@ def test_it_sends_an_unencrypted_key_without_a_passphrase_key(
     alice, rsa_key, plain_key_profile, coalesce
 ):
     # Strict match: a "snowflakeKeyPairPass" key, even empty, would fail it.
-    expect_start(coalesce, {
-        "runDetails": {"environmentID": "42", "parallelism": 16},
-        "userCredentials": {
-            "snowflakeAuthType": "KeyPair",
-            "snowflakeUsername": "SVC_LOADER",
-            "snowflakeKeyPairKey": pem_of(rsa_key),
-        },
-    })
+    expect_start(coalesce, keypair_body(pem_of(rsa_key)))
 
     assert start(plain_key_profile, alice).status == Run.Status.STARTED
 
 
 def test_it_sends_an_encrypted_key_with_its_passphrase(alice, encrypted_key_profile, coalesce):
     stored_pem = encrypted_key_profile.get_secret("private_key")
-    expect_start(coalesce, {
-        "runDetails": {"environmentID": "42", "parallelism": 16},
-        "userCredentials": {
-            "snowflakeAuthType": "KeyPair",
-            "snowflakeUsername": "SVC_LOADER",
-            "snowflakeKeyPairKey": stored_pem,
-            "snowflakeKeyPairPass": PASSPHRASE,
-        },
-    })
+    expect_start(coalesce, keypair_body(stored_pem, snowflakeKeyPairPass=PASSPHRASE))
 
     assert start(encrypted_key_profile, alice).status == Run.Status.STARTED
     assert stored_pem.splitlines()[0] == "-----BEGIN ENCRYPTED PRIVATE KEY-----"
@@ -236,14 +177,7 @@ def test_it_sends_an_encrypted_key_with_its_passphrase(alice, encrypted_key_prof
 def test_it_sends_a_key_pasted_with_crlf_as_canonical_pem(alice, analysts, rsa_key, coalesce):
     profile = keypair_profile(analysts, pem_of(rsa_key).replace("\n", "\r\n"))
     # The canonical PEM is what cryptography writes: LF line endings, 64 columns.
-    expect_start(coalesce, {
-        "runDetails": {"environmentID": "42", "parallelism": 16},
-        "userCredentials": {
-            "snowflakeAuthType": "KeyPair",
-            "snowflakeUsername": "SVC_LOADER",
-            "snowflakeKeyPairKey": pem_of(rsa_key),
-        },
-    })
+    expect_start(coalesce, keypair_body(pem_of(rsa_key)))
 
     assert start(profile, alice).status == Run.Status.STARTED
 
@@ -324,7 +258,8 @@ def test_it_records_a_started_run(alice, alice_client, profile, coalesce):
     assert (run.error_kind, run.error_message, run.raw_response) == ("", "", "")
     assert list(run.events.values_list("kind", flat=True)) == ["submitting", "started"]
     page = run_page(alice_client, run)
-    assert "Started" in page
+    # The outcome line itself: the page always says "Started by" whatever the outcome.
+    assert '<p class="status status-started">Started</p>' in page
     assert '<strong class="run-counter">1234</strong>' in page
     assert f'href="{BASE}/runs/1234"' in page
 
@@ -336,8 +271,8 @@ def test_it_records_a_rejection_with_coalesce_s_error(alice, alice_client, profi
 
     run = start(profile, alice)
 
-    assert (run.status, run.http_status, run.error_kind) == ("rejected", 400, "rejected")
-    assert run.error_string == "Environment is not deployed"
+    assert (run.status, run.http_status, run.error_kind, run.error_string) == (
+        "rejected", 400, "rejected", "Environment is not deployed")
     assert run.error_detail == "Deploy environment 42 first"
     assert run.raw_response == ""
     page = run_page(alice_client, run)
@@ -351,8 +286,8 @@ def test_it_records_an_unaccepted_token(alice, alice_client, profile, coalesce):
 
     run = start(profile, alice)
 
-    assert (run.status, run.http_status, run.error_kind) == ("rejected", 401, "unauthorized")
-    assert run.error_string == "Unable to authenticate"
+    assert (run.status, run.http_status, run.error_kind, run.error_string) == (
+        "rejected", 401, "unauthorized", "Unable to authenticate")
     page = run_page(alice_client, run)
     assert "Coalesce did not accept the access token (HTTP 401)" in page
 
@@ -363,8 +298,8 @@ def test_it_records_a_rate_limit(alice, alice_client, profile, coalesce):
 
     run = start(profile, alice)
 
-    assert (run.status, run.http_status, run.error_kind) == ("rate_limited", 429, "rate_limited")
-    assert run.error_string == "Too many requests"
+    assert (run.status, run.http_status, run.error_kind, run.error_string) == (
+        "rate_limited", 429, "rate_limited", "Too many requests")
     page = run_page(alice_client, run)
     assert "Rate limited by Coalesce" in page
     assert "Coalesce is limiting requests (HTTP 429)" in page
@@ -487,7 +422,7 @@ def test_it_sends_nothing_when_credentials_cannot_be_decrypted(
     alice_client, basic_profile, coalesce
 ):
     # The profile's secrets were written under the test ring, which is no longer configured.
-    response = alice_client.post(NEW_URL, form_data(basic_profile), follow=True)
+    response = alice_client.post(NEW_URL, run_form(basic_profile, parallelism="16"), follow=True)
 
     run = Run.objects.get()
     assert len(coalesce.calls) == 0
@@ -504,7 +439,7 @@ def test_it_leaves_the_run_submitting_when_the_call_crashes(alice_client, profil
     # The exception propagates (a 500, logged with its traceback); the row stays.
     crash = mock.patch("runs.coalesce.CoalesceClient.start_run", side_effect=RuntimeError("killed"))
     with crash, pytest.raises(RuntimeError):
-        alice_client.post(NEW_URL, form_data(profile))
+        alice_client.post(NEW_URL, run_form(profile, parallelism="16"))
 
     run = Run.objects.get()
     assert run.status == Run.Status.SUBMITTING

@@ -13,6 +13,9 @@ import pytest
 from runs.encryption import generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
+# Each test starts `manage.py` in a fresh interpreter (a full Django start, about a second).
+pytestmark = pytest.mark.slow
+
 SECRET = "x" * 30 + "-production-like-secret-key-value-0123456789"
 
 

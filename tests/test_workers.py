@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import threading
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +23,7 @@ from django_tasks_db.models import DBTaskResult
 from runs import sweep, tasks
 from runs.coalesce import CoalesceClient
 from runs.models import EnvironmentProfile, FollowState, Run
+from tests.factories import make_run, sim_profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,17 +46,8 @@ def simulator_options() -> dict[str, Any]:
 
 @pytest.fixture
 def profiles(simulator, analysts) -> list[EnvironmentProfile]:
-    made = []
-    for environment_id in ENVIRONMENTS:
-        profile = EnvironmentProfile(
-            name=f"Simulated {environment_id}", base_url=simulator.state.base_url,
-            environment_id=environment_id,
-            snowflake_auth_type=EnvironmentProfile.AuthType.OAUTH)
-        profile.set_secret("api_token", "sim-token", by="admin")
-        profile.save()
-        profile.allowed_groups.add(analysts)
-        made.append(profile)
-    return made
+    return [sim_profile(simulator.state.base_url, environment_id, groups=[analysts])
+            for environment_id in ENVIRONMENTS]
 
 
 def start_runs(simulator, profiles, alice, count: int) -> list[Run]:
@@ -68,10 +59,7 @@ def start_runs(simulator, profiles, alice, count: int) -> list[Run]:
     runs = []
     for counter in answer.json()["runCounters"]:
         profile = by_environment[simulator.state.get_run(counter).environment_id]
-        runs.append(Run.objects.create(
-            submit_token=uuid.uuid4(), profile=profile, created_by=alice,
-            environment_id=profile.environment_id, job_id="7", parallelism=8,
-            request_body={}, status=Run.Status.STARTED, run_counter=counter))
+        runs.append(make_run(profile, alice, job_id="7", run_counter=counter))
     return runs
 
 

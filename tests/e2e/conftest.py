@@ -9,15 +9,23 @@ REQUIRE_BROWSER_TESTS=true (CI sets it), where a missing browser is an error.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from coalesce_simulator import SimulatorServer
 from runs.models import EnvironmentProfile
+from tests.factories import sim_profile
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As the machine's notes say: without the networking flags Chromium keeps trying to reach
@@ -99,6 +107,21 @@ def page(browser: Browser, live_server) -> Iterator[Page]:
 
 
 @pytest.fixture
+def log_in() -> Callable[..., None]:
+    """`log_in(page, username="alice")`: log in through the login page, with the password the
+    people fixtures in tests/conftest.py give everyone ("<username>-password")."""
+
+    def log_in(page: Page, username: str = "alice") -> None:
+        page.goto("/accounts/login/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(f"{username}-password")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("button", name=f"Log out {username}")).to_be_visible()
+
+    return log_in
+
+
+@pytest.fixture
 def page_without_js(browser: Browser, live_server) -> Iterator[Page]:
     context = _new_context(browser, live_server.url, java_script_enabled=False)
     yield context.new_page()
@@ -123,12 +146,12 @@ def _sim_profile(name: str, environment_id: str, base_url: str, group: Group,
 @pytest.fixture
 def demo_profile(simulator: SimulatorServer, analysts: Group) -> EnvironmentProfile:
     """A healthy simulated environment whose defaults differ from the form's (16, no job)."""
-    return _sim_profile("Demo (simulated Coalesce)", "demo", simulator.state.base_url, analysts,
-                        default_job_id="5", default_parallelism=8)
+    return sim_profile(simulator.state.base_url, "demo", name="Demo (simulated Coalesce)",
+                       default_job_id="5", default_parallelism=8, groups=[analysts])
 
 
 @pytest.fixture
 def broken_profile(simulator: SimulatorServer, analysts: Group) -> EnvironmentProfile:
     """An environment the simulator answers with an HTML 500 ("fail-http500")."""
-    return _sim_profile("Broken environment", "fail-http500", simulator.state.base_url,
-                        analysts, default_job_id="", default_parallelism=4)
+    return sim_profile(simulator.state.base_url, "fail-http500", name="Broken environment",
+                       default_parallelism=4, groups=[analysts])

@@ -22,6 +22,7 @@ from playwright.sync_api import Page, expect
 from runs import sweep
 from runs.models import EnvironmentProfile, Run
 from runs.service import RunRequest, start_run
+from tests.factories import sim_profile
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,14 +41,9 @@ def simulator_options() -> dict[str, Any]:
 @pytest.fixture
 def failing_profile(simulator, analysts) -> EnvironmentProfile:
     """An environment whose runs fail two nodes (the simulator's "-fails" hint)."""
-    profile = EnvironmentProfile(
-        name="Failing (simulated Coalesce)", base_url=simulator.state.base_url,
-        environment_id="demo-fails", default_job_id="5",
-        snowflake_auth_type=EnvironmentProfile.AuthType.OAUTH)
-    profile.set_secret("api_token", "sim-token", by="admin")
-    profile.save()
-    profile.allowed_groups.add(analysts)
-    return profile
+    return sim_profile(simulator.state.base_url, "demo-fails",
+                       name="Failing (simulated Coalesce)", default_job_id="5",
+                       groups=[analysts])
 
 
 class Sweeper:
@@ -118,18 +114,19 @@ def sweeper(live_server, simulator) -> Iterator[Sweeper]:
     assert not sweeper.errors, sweeper.errors
 
 
-def log_in(page: Page) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill("alice-password")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out alice")).to_be_visible()
-
-
 def start(profile: EnvironmentProfile, user) -> Run:
     run, created = start_run(RunRequest(profile=profile, job_id="5", parallelism=8),
                              user=user, client_ip=None, submit_token=uuid.uuid4())
     assert created and run.status == Run.Status.STARTED, run.error_message
+    return run
+
+
+def start_and_open(page: Page, log_in, sweeper, profile: EnvironmentProfile, user) -> Run:
+    """Start a run (between two sweeps), log in and open its page, marked."""
+    with sweeper.paused():
+        run = start(profile, user)
+    log_in(page)
+    open_and_mark(page, run)
     return run
 
 
@@ -147,11 +144,9 @@ def expect_status_in_place(page: Page, status: str) -> None:
     expect(page.locator("#run-live")).not_to_have_attribute("hx-trigger", "every 3s")
 
 
-def test_a_run_moves_to_completed_without_a_reload(page: Page, alice, demo_profile, sweeper):
-    with sweeper.paused():
-        run = start(demo_profile, alice)
-    log_in(page)
-    open_and_mark(page, run)
+def test_a_run_moves_to_completed_without_a_reload(page: Page, log_in, alice, demo_profile,
+                                                   sweeper):
+    start_and_open(page, log_in, sweeper, demo_profile, alice)
     expect(page.locator("#run-live")).to_have_attribute("hx-trigger", "every 3s")
 
     expect_status_in_place(page, "completed")
@@ -161,11 +156,9 @@ def test_a_run_moves_to_completed_without_a_reload(page: Page, alice, demo_profi
     expect(page.get_by_role("link", name="Rerun failed nodes")).to_have_count(0)
 
 
-def test_a_failed_run_is_rerun_and_completes(page: Page, alice, failing_profile, sweeper):
-    with sweeper.paused():
-        failed = start(failing_profile, alice)
-    log_in(page)
-    open_and_mark(page, failed)
+def test_a_failed_run_is_rerun_and_completes(page: Page, log_in, alice, failing_profile,
+                                             sweeper):
+    failed = start_and_open(page, log_in, sweeper, failing_profile, alice)
 
     expect_status_in_place(page, "failed")
     rows = page.locator("table.nodes tbody tr")

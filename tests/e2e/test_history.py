@@ -3,41 +3,21 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from runs.models import Run
+from tests.factories import make_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct-horse-battery-staple"
-
-
-@pytest.fixture
-def alice(alice):
-    alice.set_password(PASSWORD)
-    alice.save(update_fields=["password"])
-    return alice
-
-
-def _run(profile, user, **fields) -> Run:
-    return Run.objects.create(submit_token=uuid.uuid4(), profile=profile, created_by=user,
-                              environment_id=profile.environment_id, parallelism=8,
-                              request_body={}, **fields)
-
-
-def test_it_filters_the_history_and_opens_a_run(page: Page, alice, demo_profile,
+def test_it_filters_the_history_and_opens_a_run(page: Page, log_in, alice, demo_profile,
                                                 broken_profile):
-    _run(demo_profile, alice, status="started", run_counter=101, job_id="5",
+    make_run(demo_profile, alice, status="started", run_counter=101, job_id="5",
          coalesce_status="completed")
-    broken = _run(broken_profile, alice, status="unreachable",
+    broken = make_run(broken_profile, alice, status="unreachable",
                   error_message="Coalesce is unavailable (HTTP 500). Try again later.")
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page)
 
     rows = page.locator("#run-rows tbody tr")
     expect(rows).to_have_count(2)

@@ -16,34 +16,21 @@ from runs.models import Run
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct-horse-battery-staple"
 SCREENSHOT = "/tmp/e2e-run-page.png"
 INCLUDE = "{ location: STAGING name: STG_* }"
 
 
-@pytest.fixture
-def alice(alice):
-    alice.set_password(PASSWORD)
-    alice.save(update_fields=["password"])
-    return alice
-
-
-def log_in(page: Page, username: str) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name=f"Log out {username}")).to_be_visible()
-
-
-def open_run_form(page: Page) -> None:
+def open_run_form(page: Page, environment: str | None = None) -> None:
+    """Open the form from the menu and, if given, choose the `environment` (by its name)."""
     nav = page.get_by_role("navigation", name="Main")
     nav.get_by_role("link", name="Start a refresh run").click()
     expect(page.get_by_role("heading", name="Start a refresh run")).to_be_visible()
+    if environment:
+        page.get_by_label("Environment", exact=True).select_option(label=environment)
 
 
-def test_it_starts_a_run_on_the_simulator(page: Page, alice, demo_profile, simulator):
-    log_in(page, "alice")
+def test_it_starts_a_run_on_the_simulator(page: Page, log_in, alice, demo_profile, simulator):
+    log_in(page)
     open_run_form(page)
     expect(page.get_by_label("Job ID")).to_have_value("")
     expect(page.get_by_label("Parallelism")).to_have_value("16")
@@ -80,11 +67,10 @@ def test_it_starts_a_run_on_the_simulator(page: Page, alice, demo_profile, simul
     page.screenshot(path=SCREENSHOT, full_page=True)
 
 
-def test_it_explains_a_coalesce_failure_in_plain_words(page: Page, alice, broken_profile,
-                                                        simulator):
-    log_in(page, "alice")
-    open_run_form(page)
-    page.get_by_label("Environment", exact=True).select_option(label="Broken environment")
+def test_it_explains_a_coalesce_failure_in_plain_words(page: Page, log_in, alice,
+                                                        broken_profile, simulator):
+    log_in(page)
+    open_run_form(page, "Broken environment")
     expect(page.get_by_label("Parallelism")).to_have_value("4")
     page.get_by_label("Refresh the entire environment").check()
     page.get_by_role("button", name="Start run").click()
@@ -101,11 +87,10 @@ def test_it_explains_a_coalesce_failure_in_plain_words(page: Page, alice, broken
     assert simulator.state.calls_snapshot() == {"POST /scheduler/startRun": 1}
 
 
-def test_it_shows_a_validation_error_beside_the_field(page: Page, alice, demo_profile,
+def test_it_shows_a_validation_error_beside_the_field(page: Page, log_in, alice, demo_profile,
                                                       simulator):
-    log_in(page, "alice")
-    open_run_form(page)
-    page.get_by_label("Environment", exact=True).select_option(label="Demo (simulated Coalesce)")
+    log_in(page)
+    open_run_form(page, "Demo (simulated Coalesce)")
     expect(page.get_by_label("Parallelism")).to_have_value("8")
     page.get_by_label("Include nodes").fill(INCLUDE)
     page.get_by_label("Parallelism").fill("0")
@@ -132,12 +117,11 @@ def test_it_shows_a_validation_error_beside_the_field(page: Page, alice, demo_pr
     assert not Run.objects.exists()
 
 
-def test_it_starts_a_run_without_javascript(page_without_js: Page, alice, demo_profile,
+def test_it_starts_a_run_without_javascript(page_without_js: Page, log_in, alice, demo_profile,
                                             simulator):
     page = page_without_js
-    log_in(page, "alice")
-    open_run_form(page)
-    page.get_by_label("Environment", exact=True).select_option(label="Demo (simulated Coalesce)")
+    log_in(page)
+    open_run_form(page, "Demo (simulated Coalesce)")
     # No htmx: nothing changes until the defaults button posts the form back.
     expect(page.get_by_label("Job ID")).to_have_value("")
     page.get_by_role("button", name="Use this environment's defaults").click()
