@@ -304,6 +304,7 @@ class _Parser:
         self.i += 1
         groups: list[tuple[Attr, ...]] = []
         group: list[tuple[Attr, _Token, bool]] = []  # (attr, its first token, bare?)
+        last_pipe = open_tok
         while True:
             tok = self.tok
             if tok.kind in ("}", "||"):
@@ -311,12 +312,14 @@ class _Parser:
                     if tok.kind == "}" and not groups:
                         raise self.error("Empty braces: write a name, or attribute: value.",
                                          open_tok.pos)
-                    raise self.error("'||' needs a name or attribute on each side.", tok.pos)
+                    pipe = tok if tok.kind == "||" else last_pipe
+                    raise self.error("'||' needs a name or attribute on each side.", pipe.pos)
                 groups.append(self.finish_group(group))
                 group = []
                 self.i += 1
                 if tok.kind == "}":
                     break
+                last_pipe = tok
                 self.warnings.append(SelectorWarning(
                     "or-inside-braces",
                     "'||' inside one pair of braces makes Coalesce match no nodes for this "
