@@ -209,7 +209,7 @@ def test_it_has_no_warning_for_pipes_inside_quotes():
     assert selectors.warnings('{ name: "A || B" } OR { B }') == []
 
 
-def test_warnings_raise_the_syntax_error_first():
+def test_it_raises_the_syntax_error_before_any_warning():
     with pytest.raises(SelectorError):
         selectors.warnings("{ A || B } {C}")
 
