@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-INTERVAL = 10.0  # seconds between sweeps, FOLLOW_INTERVAL_SECONDS' default
+INTERVAL = 10.0  # seconds between sweeps, SWEEP_INTERVAL_SECONDS' default
 # Start times are spread over SPREAD_INTERVALS intervals and every run lasts a little
 # longer than that spread: none has finished at the first sweep, then about 1 in 6.5 of
 # them finishes in each interval after it.
@@ -57,7 +57,7 @@ def configure() -> str:
     os.environ.setdefault("CREDENTIALS_ENCRYPTION_KEYS", f"bench1:{key}")
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ.setdefault("LOG_LEVEL", "ERROR")
-    os.environ.setdefault("FOLLOW_INTERVAL_SECONDS", str(int(INTERVAL)))
+    os.environ.setdefault("SWEEP_INTERVAL_SECONDS", str(int(INTERVAL)))
     if not os.environ.get("DATABASE_URL"):
         path = str(Path(tempfile.mkdtemp(prefix="sweep-bench-")) / "bench.db")
         os.environ["SQLITE_PATH"] = path
@@ -88,11 +88,11 @@ def seed(server, clock: FrozenClock, runs: int, environments: int) -> list:
     """Profiles, then `runs` runs started in the simulator over the spread, and their rows."""
     from django.contrib.auth.models import User
 
-    from runs.models import EnvironmentProfile, FollowState, Run, RunEvent
+    from runs.models import EnvironmentProfile, Run, RunEvent, SweepState
 
     RunEvent.objects.all().delete()
     Run.objects.all().delete()
-    FollowState.objects.all().delete()
+    SweepState.objects.all().delete()
     EnvironmentProfile.objects.filter(name__startswith="Bench env").delete()
     user, _ = User.objects.get_or_create(username="bench-sweep")
     profiles = []

@@ -208,8 +208,8 @@ TASKS = {
     }
 }
 # How often the sweep refreshes the runs that are not finished, and when it gives up.
-FOLLOW_INTERVAL_SECONDS = env_int("FOLLOW_INTERVAL_SECONDS", "10")
-FOLLOW_MAX_AGE_HOURS = env_int("FOLLOW_MAX_AGE_HOURS", "48")
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", "10")
+SWEEP_MAX_AGE_HOURS = env_int("SWEEP_MAX_AGE_HOURS", "48")
 
 LOGGING = {
     "version": 1,

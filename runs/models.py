@@ -509,7 +509,7 @@ class AuditEntry(models.Model):
         return f"#{self.seq} {self.get_action_display()} by {self.actor or 'anonymous'}"
 
 
-class FollowState(models.Model):
+class SweepState(models.Model):
     """Per-environment bookkeeping for the status sweep.
 
     A worker claims an environment with one conditional UPDATE that moves `next_sweep_at`
@@ -520,7 +520,7 @@ class FollowState(models.Model):
     """
 
     profile = models.OneToOneField(EnvironmentProfile, on_delete=models.CASCADE,
-                                   related_name="follow_state")
+                                   related_name="sweep_state")
     next_sweep_at = models.DateTimeField(default=timezone.now)
     backoff_until = models.DateTimeField(null=True, blank=True)
     backoff_seconds = models.PositiveIntegerField(default=0)

@@ -8,7 +8,7 @@ the number of active runs; polling each run's status instead would cost one call
 per interval.
 
 Several workers may sweep at once. Each environment is claimed with an atomic
-conditional UPDATE of its FollowState row (`next_sweep_at <= now` -> `now + interval`):
+conditional UPDATE of its SweepState row (`next_sweep_at <= now` -> `now + interval`):
 exactly one worker wins an environment per interval, on PostgreSQL and SQLite alike, and
 a worker that dies mid-sweep leaves nothing locked; the claim simply expires.
 """
@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from runs.coalesce import CoalesceError, FailureKind, RunSummary, client_for
-from runs.models import TERMINAL, EnvironmentProfile, FollowState, Run, RunEvent
+from runs.models import TERMINAL, EnvironmentProfile, Run, RunEvent, SweepState
 from runs.results import results_to_json
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def sweep(*, now: datetime | None = None, interval: float | None = None) -> Swee
     """Refresh every environment that has active runs and that no other worker has
     claimed in this interval. Safe to call from several processes at once."""
     now = now or timezone.now()
-    interval = settings.FOLLOW_INTERVAL_SECONDS if interval is None else interval
+    interval = settings.SWEEP_INTERVAL_SECONDS if interval is None else interval
     report = SweepReport()
     profile_ids = Run.objects.active().profile_ids()
     _stop_following_old_runs(now, profile_ids)
@@ -79,15 +79,15 @@ def _sweep_isolated(profile: EnvironmentProfile, now: datetime, report: SweepRep
     except Exception:
         logger.exception("Sweep of %s failed unexpectedly", profile.name)
         report.errors.append(f"{profile.name}: unexpected error (see the log)")
-        FollowState.objects.filter(profile=profile).update(
+        SweepState.objects.filter(profile=profile).update(
             last_error="The last sweep failed unexpectedly; the log has the details.")
 
 
 def claim_environment(profile: EnvironmentProfile, now: datetime, interval: float) -> bool:
     """Take this environment for one interval; False when another worker has it."""
     # get_or_create absorbs the race of two workers creating the row (savepoint + get).
-    FollowState.objects.get_or_create(profile=profile, defaults={"next_sweep_at": now})
-    won = FollowState.objects.filter(
+    SweepState.objects.get_or_create(profile=profile, defaults={"next_sweep_at": now})
+    won = SweepState.objects.filter(
         Q(backoff_until__isnull=True) | Q(backoff_until__lte=now),
         profile=profile, next_sweep_at__lte=now,
     ).update(next_sweep_at=now + timedelta(seconds=interval), last_sweep_at=now)
@@ -95,14 +95,14 @@ def claim_environment(profile: EnvironmentProfile, now: datetime, interval: floa
 
 
 def _stop_following_old_runs(now: datetime, profile_ids: set[int]) -> None:
-    cutoff = now - timedelta(hours=settings.FOLLOW_MAX_AGE_HOURS)
+    cutoff = now - timedelta(hours=settings.SWEEP_MAX_AGE_HOURS)
     # By profile, so the query reads the run_active index (status, profile, created_at).
     old = Run.objects.active().filter(profile_id__in=profile_ids, created_at__lt=cutoff)
     for run in old.order_by():
         run.stopped_following_at = now
         run.save(update_fields=["stopped_following_at"])
         run.log("unfollowed", f"No longer followed: still not finished after "
-                f"{settings.FOLLOW_MAX_AGE_HOURS} h. Check it in Coalesce.")
+                f"{settings.SWEEP_MAX_AGE_HOURS} h. Check it in Coalesce.")
 
 
 def _sweep_environment(profile: EnvironmentProfile, now: datetime, report: SweepReport) -> None:
@@ -307,8 +307,8 @@ def _leave_for_a_person(run: Run, count: int, now: datetime) -> None:
 
 
 def _back_off(profile: EnvironmentProfile, now: datetime, retry_after: float | None) -> None:
-    state = profile.follow_state
-    doubled = max(state.backoff_seconds * 2, settings.FOLLOW_INTERVAL_SECONDS)
+    state = profile.sweep_state
+    doubled = max(state.backoff_seconds * 2, settings.SWEEP_INTERVAL_SECONDS)
     seconds = min(max(retry_after or 0, doubled), MAX_BACKOFF.total_seconds())
     state.backoff_seconds = int(seconds)
     state.backoff_until = now + timedelta(seconds=seconds)
@@ -317,5 +317,5 @@ def _back_off(profile: EnvironmentProfile, now: datetime, retry_after: float | N
 
 
 def _clear_backoff(profile: EnvironmentProfile) -> None:
-    FollowState.objects.filter(profile=profile).exclude(backoff_seconds=0, last_error="").update(
+    SweepState.objects.filter(profile=profile).exclude(backoff_seconds=0, last_error="").update(
         backoff_seconds=0, backoff_until=None, last_error="")

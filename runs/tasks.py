@@ -1,6 +1,6 @@
 """Background tasks, through Django's tasks API (the django-tasks backport on 5.2).
 
-The sweep reschedules itself: each run enqueues the next one `FOLLOW_INTERVAL_SECONDS`
+The sweep reschedules itself: each run enqueues the next one `SWEEP_INTERVAL_SECONDS`
 later while runs are active, unless one is already waiting, and it does so even when the
 sweep raised, so the chain never stops on a bad answer. The chain lives in the database,
 so a worker that dies loses nothing: the next worker picks the waiting sweep up.
@@ -53,4 +53,4 @@ def schedule_sweep(*, delay: float = 0) -> None:
 def ensure_sweeping() -> None:
     """Make sure active runs are being followed (cheap: two indexed queries)."""
     if Run.objects.active().exists():
-        schedule_sweep(delay=settings.FOLLOW_INTERVAL_SECONDS)
+        schedule_sweep(delay=settings.SWEEP_INTERVAL_SECONDS)

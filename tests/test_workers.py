@@ -22,7 +22,7 @@ from django_tasks_db.models import DBTaskResult
 
 from runs import sweep, tasks
 from runs.coalesce import CoalesceClient
-from runs.models import EnvironmentProfile, FollowState, Run
+from runs.models import EnvironmentProfile, Run, SweepState
 from tests.factories import make_run, sim_profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,7 +131,7 @@ def test_a_worker_that_dies_after_its_claim_leaves_nothing_stuck(simulator, prof
     assert sweep.sweep(now=later, interval=10).environments == len(profiles)
     assert set(Run.objects.filter(profile=dead).values_list("last_checked_at", flat=True)) == {
         later}
-    state = FollowState.objects.get(profile=dead)
+    state = SweepState.objects.get(profile=dead)
     assert (state.last_sweep_at, state.next_sweep_at) == (later, later + timedelta(seconds=10))
 
 
@@ -161,7 +161,7 @@ def test_a_worker_that_crashes_mid_sweep_leaves_nothing_stuck(simulator, profile
 
 
 def test_the_db_worker_sweeps_and_queues_the_next_sweep(simulator, profiles, alice, settings):
-    settings.FOLLOW_INTERVAL_SECONDS = 10
+    settings.SWEEP_INTERVAL_SECONDS = 10
     finishing = start_runs(simulator, profiles, alice, 3)
     simulator.state.advance(RUN_SECONDS + 1)  # those three have now ended
     moving = start_runs(simulator, profiles, alice, 3)
@@ -187,7 +187,7 @@ def test_the_db_worker_sweeps_and_queues_the_next_sweep(simulator, profiles, ali
 
 def test_it_queues_one_next_sweep_however_often_it_is_asked(simulator, profiles, runs,
                                                             settings):
-    settings.FOLLOW_INTERVAL_SECONDS = 10
+    settings.SWEEP_INTERVAL_SECONDS = 10
     # A run page opened by three people while a sweep already waits for its moment.
     for _ in range(3):
         tasks.ensure_sweeping()

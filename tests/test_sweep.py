@@ -11,7 +11,7 @@ from django.utils import timezone
 from responses import matchers
 
 from runs import sweep
-from runs.models import TERMINAL, FollowState, Run
+from runs.models import TERMINAL, Run, SweepState
 from tests.factories import make_run
 
 pytestmark = pytest.mark.django_db
@@ -128,7 +128,7 @@ def test_it_backs_off_on_429_honouring_retry_after(alice, profile):
     now = timezone.now()
     report = sweep.sweep(now=now)
     assert len(report.errors) == 1 and "limiting" in report.errors[0]
-    state = FollowState.objects.get(profile=profile)
+    state = SweepState.objects.get(profile=profile)
     assert state.backoff_until == now + timedelta(seconds=120)
     # Past the interval but within Retry-After: still waiting.
     assert sweep.sweep(now=now + timedelta(seconds=30)).environments == 0
@@ -145,9 +145,9 @@ def test_backoff_grows_without_retry_after(alice, profile):
     responses.get(LIST_URL, status=429, json={"error": {"errorString": "slow down"}})
     now = timezone.now()
     sweep.sweep(now=now)
-    first = FollowState.objects.get(profile=profile).backoff_seconds
+    first = SweepState.objects.get(profile=profile).backoff_seconds
     sweep.sweep(now=now + timedelta(seconds=first + 1))
-    assert FollowState.objects.get(profile=profile).backoff_seconds == first * 2
+    assert SweepState.objects.get(profile=profile).backoff_seconds == first * 2
 
 
 @responses.activate
@@ -192,7 +192,7 @@ def test_an_unknown_status_is_stored_and_shown_not_crashed_on(alice, profile):
 
 
 def test_it_stops_following_runs_older_than_the_maximum_age(alice, profile, settings):
-    settings.FOLLOW_MAX_AGE_HOURS = 48
+    settings.SWEEP_MAX_AGE_HOURS = 48
     old = _run(profile, alice, counter=5, created_at=timezone.now() - timedelta(hours=49))
     with responses.RequestsMock():  # nothing may be called for it
         sweep.sweep()
