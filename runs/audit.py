@@ -119,7 +119,7 @@ def verify_chain(*, batch_size: int = 2000, anchor: tuple[int, str] | None = Non
 
 
 def _problem(entry: AuditEntry, expected_seq: int, previous: str,
-             anchor: tuple[int, str] | None) -> str:
+             anchor: tuple[int, str] | None) -> str | None:
     if entry.seq != expected_seq:
         return f"entry #{expected_seq} is missing (deleted), next found is #{entry.seq}"
     if entry.previous_hash != previous:
@@ -128,4 +128,4 @@ def _problem(entry: AuditEntry, expected_seq: int, previous: str,
         return "its content does not match its hash (edited)"
     if anchor and entry.seq == anchor[0] and entry.hash != anchor[1]:
         return "does not match the anchor hash (the chain was rewritten)"
-    return ""
+    return None

@@ -38,7 +38,7 @@ def csv_response(chunks: Iterable[str], filename_prefix: str) -> StreamingHttpRe
 # requested_at is when the attempt was made (Run.created_at), not when Coalesce began
 # running it (coalesce_started_at).
 CSV_HEADER = [
-    "run_id", "requested_at", "started_by", "environment", "job_id", "include_selector",
+    "dashboard_run", "requested_at", "started_by", "environment", "job_id", "include_selector",
     "exclude_selector", "parallelism", "force", "run_counter", "run_link", "status",
     "coalesce_status", "coalesce_started_at", "coalesce_ended_at", "duration_seconds",
     "error",

@@ -50,7 +50,7 @@ def test_it_streams_every_column_as_csv(alice_client, alice, profile):
     assert response["Content-Disposition"] == (
         f'attachment; filename="run-history-{today}.csv"')
     assert rows == [{
-        "run_id": str(run.pk), "requested_at": "2024-05-10T12:00:00+00:00",
+        "dashboard_run": str(run.pk), "requested_at": "2024-05-10T12:00:00+00:00",
         "started_by": "alice", "environment": "Production", "job_id": "7",
         "include_selector": "", "exclude_selector": "", "parallelism": "12", "force": "yes",
         "run_counter": "4321", "run_link": "https://app.coalescesoftware.io/runs/4321",
@@ -133,7 +133,7 @@ def test_it_applies_the_filters(client, admin_user, alice, profile, staging):
     wanted = make_run(staging, admin_user, status=Run.Status.REJECTED, force=True)
     make_run(staging, admin_user, status=Run.Status.REJECTED)
     _, rows = download(client, {"environment": staging.pk, "status": "rejected", "force": "1"})
-    assert [row["run_id"] for row in rows] == [str(wanted.pk)]
+    assert [row["dashboard_run"] for row in rows] == [str(wanted.pk)]
 
 
 def test_it_exports_only_what_the_analyst_may_see(alice_client, alice, admin_user, profile,
@@ -141,7 +141,7 @@ def test_it_exports_only_what_the_analyst_may_see(alice_client, alice, admin_use
     mine = make_run(profile, alice)
     make_run(staging, admin_user)
     _, rows = download(alice_client)
-    assert [row["run_id"] for row in rows] == [str(mine.pk)]
+    assert [row["dashboard_run"] for row in rows] == [str(mine.pk)]
 
 
 def test_it_exports_every_run_once_across_batches_with_ties(alice_client, alice, profile,
@@ -155,7 +155,7 @@ def test_it_exports_every_run_once_across_batches_with_ties(alice_client, alice,
     with CaptureQueriesContext(connection) as queries:
         _, rows = download(alice_client)
     expected = [runs[0].pk, *sorted((r.pk for r in runs[1:12]), reverse=True), runs[12].pk]
-    assert [int(row["run_id"]) for row in rows] == expected
+    assert [int(row["dashboard_run"]) for row in rows] == expected
     # 13 rows in batches of 4: 4 queries for the rows, each a LIMIT query.
     run_queries = [q["sql"] for q in queries if 'FROM "runs_run"' in q["sql"]
                    and "EXISTS" not in q["sql"]]
