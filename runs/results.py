@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -181,43 +181,12 @@ class Stage:
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (datetimes as ISO 8601 strings) that `from_json` reads back."""
-        return {
-            "name": self.name,
-            "status": self.status,
-            "success": self.success,
-            "rows_inserted": self.rows_inserted,
-            "rows_updated": self.rows_updated,
-            "rows_deleted": self.rows_deleted,
-            "start": _iso(self.start),
-            "end": _iso(self.end),
-            "duration_seconds": self.duration_seconds,
-            "error_string": self.error_string,
-            "error_detail": self.error_detail,
-            "sql": self.sql,
-            "is_running": self.is_running,
-            "has_error": self.has_error,
-        }
+        return _dump(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Stage:
         """Rebuild a Stage from `to_json()` output; missing keys take their defaults."""
-        duration = data.get("duration_seconds")
-        return cls(
-            name=as_text(data.get("name")),
-            status=as_text(data.get("status")),
-            success=_as_bool(data.get("success")),
-            rows_inserted=as_count(data.get("rows_inserted")),
-            rows_updated=as_count(data.get("rows_updated")),
-            rows_deleted=as_count(data.get("rows_deleted")),
-            start=parse_datetime(data.get("start")),
-            end=parse_datetime(data.get("end")),
-            duration_seconds=_float_or_none(duration),
-            error_string=as_text(data.get("error_string")),
-            error_detail=as_text(data.get("error_detail")),
-            sql=as_text(data.get("sql")),
-            is_running=data.get("is_running") is True,
-            has_error=data.get("has_error") is True,
-        )
+        return cls(**_load(cls, data))
 
 
 @dataclass(frozen=True)
@@ -304,41 +273,45 @@ class NodeResult:
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (datetimes as ISO 8601 strings) that `from_json` reads back."""
-        return {
-            "node_id": self.node_id,
-            "name": self.name,
-            "status": self.status,
-            "stages": [stage.to_json() for stage in self.stages],
-            "error": self.error,
-            "failed_sql": self.failed_sql,
-            "duration_seconds": self.duration_seconds,
-            "rows_inserted": self.rows_inserted,
-            "rows_updated": self.rows_updated,
-            "rows_deleted": self.rows_deleted,
-            "has_test_failures": self.has_test_failures,
-        }
+        return _dump(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeResult:
         """Rebuild a NodeResult from `to_json()` output; missing keys take their defaults."""
         stages = data.get("stages")
-        return cls(
-            node_id=as_text(data.get("node_id")),
-            name=as_text(data.get("name")),
-            status=as_text(data.get("status")) or "completed",
-            stages=[
-                Stage.from_json(s)
-                for s in (stages if isinstance(stages, list) else [])
-                if isinstance(s, Mapping)
-            ],
-            error=as_text(data.get("error")),
-            failed_sql=as_text(data.get("failed_sql")),
-            duration_seconds=_float_or_none(data.get("duration_seconds")),
-            rows_inserted=as_count(data.get("rows_inserted")),
-            rows_updated=as_count(data.get("rows_updated")),
-            rows_deleted=as_count(data.get("rows_deleted")),
-            has_test_failures=data.get("has_test_failures") is True,
-        )
+        values = _load(cls, data, skip=("stages",))
+        values["status"] = values["status"] or "completed"
+        return cls(stages=[Stage.from_json(s) for s in (stages if isinstance(stages, list)
+                                                        else []) if isinstance(s, Mapping)],
+                   **values)
+
+
+# How each stored field is read back, by its annotation: leniently, as from Coalesce.
+_READERS = {
+    "str": lambda value: as_text(value),
+    "int | None": lambda value: as_count(value),
+    "float | None": lambda value: _float_or_none(value),
+    "bool": lambda value: value is True,
+    "bool | None": lambda value: _as_bool(value),
+    "datetime | None": lambda value: parse_datetime(value),
+}
+
+
+def _dump(result) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in fields(result):
+        value = getattr(result, item.name)
+        if isinstance(value, datetime):
+            value = _iso(value)
+        elif isinstance(value, list):
+            value = [element.to_json() for element in value]
+        out[item.name] = value
+    return out
+
+
+def _load(cls, data: Mapping[str, Any], *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {item.name: _READERS[item.type](data.get(item.name))
+            for item in fields(cls) if item.name not in skip}
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -388,7 +388,7 @@ def test_it_sent_one_error_email_about_the_crash(scenario):
     [report] = scenario.mails
     assert report.subject.endswith("Internal Server Error: /runs/new/")
     assert "RuntimeError at /runs/new/\nthe connection broke" in report.body
-    assert "runs/coalesce.py" in report.body  # the traceback, down into the client
+    assert "runs/coalesce/client.py" in report.body  # the traceback, down into the client
 
 
 # --- no secret anywhere -----------------------------------------------------------------------

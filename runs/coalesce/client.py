@@ -16,7 +16,6 @@ What this project relies on from Coalesce's API is written down in docs/coalesce
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import http.client
 import json
@@ -28,7 +27,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -42,9 +40,21 @@ from requests.auth import AuthBase
 from urllib3 import exceptions as urllib3_exceptions
 from urllib3.util.retry import Retry
 
+from runs.coalesce.answers import (
+    TEXT_LIMIT,
+    RunPage,
+    StartedRun,
+    body_text,
+    checked_run_counter,
+    cursor_of,
+    error_envelope,
+    retry_after_seconds,
+    run_counter_of,
+    run_summary_of,
+)
 from runs.encryption import CredentialDecryptionError
-from runs.redaction import scrub, secrets_in_use
-from runs.results import NodeResult, as_count, as_text, parse_datetime, parse_results
+from runs.redaction import secrets_in_use
+from runs.results import NodeResult, parse_results
 from runs.validators import normalise_base_url
 
 logger = logging.getLogger("runs.coalesce")
@@ -56,7 +66,7 @@ except metadata.PackageNotFoundError:  # running from a checkout that was never 
 USER_AGENT = f"coalesce-refresh-dashboard/{_VERSION}"
 
 MAX_RESPONSE_BYTES = 1024 * 1024
-RAW_BODY_LIMIT = 2000
+RAW_BODY_LIMIT = TEXT_LIMIT
 _READ_CHUNK = 64 * 1024
 # Only these userCredentials values are secret; the username, role and warehouse are not,
 # and scrubbing them would make Coalesce's error text harder to read.
@@ -114,48 +124,6 @@ class CoalesceError(Exception):
 
     def __str__(self) -> str:
         return self.message
-
-
-@dataclass(frozen=True)
-class StartedRun:
-    """Coalesce accepted a startRun; the run is identified by `run_counter` (= runID)."""
-
-    run_counter: int
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One run as GET /api/v1/runs lists it (docs/coalesce-api.md §5.1).
-
-    `status` and `run_type` are Coalesce's strings unchanged ("" when missing), so an
-    unknown status is shown rather than crashed on. Times are aware datetimes or None when
-    missing or unparsable. `rerun_of` is `reRunID` as an int (None when absent or not a
-    number). `failure_reason` is scrubbed. `job_id`, `include_selector`,
-    `exclude_selector` and `parallelism` come from `runDetails` ("" / None without it,
-    which list pages usually leave out unless detail=True); `environment_id` falls back to
-    `runDetails.environmentID`.
-    """
-
-    run_counter: int
-    status: str
-    run_type: str
-    start_time: datetime | None
-    end_time: datetime | None
-    environment_id: str
-    rerun_of: int | None
-    failure_reason: str
-    job_id: str
-    include_selector: str
-    exclude_selector: str
-    parallelism: int | None
-
-
-@dataclass(frozen=True)
-class RunPage:
-    """One page of GET /api/v1/runs: `next` is the cursor for the next page, or None."""
-
-    runs: list[RunSummary]
-    next: str | int | None
 
 
 @dataclass(frozen=True)
@@ -313,7 +281,7 @@ class CoalesceClient:
         even on 429. Raises CoalesceError; a TIMEOUT means the cancel may or may not have
         been applied, so check the run's status.
         """
-        body: dict[str, Any] = {"runID": _run_id(run_counter)}
+        body: dict[str, Any] = {"runID": checked_run_counter(run_counter)}
         if org_id:
             body["orgID"] = org_id
         if environment_id:
@@ -329,7 +297,7 @@ class CoalesceClient:
         (a bare list is accepted), REJECTED/404 for an unknown run, RATE_LIMITED on a 429.
         """
         with secrets_in_use(self._token):
-            answer = self._call("GET", f"/api/v1/runs/{_run_id(run_counter)}/results")
+            answer = self._call("GET", f"/api/v1/runs/{checked_run_counter(run_counter)}/results")
             data = self._json(answer, starts_run=False)
             items = data.get("data") if isinstance(data, dict) else data
             if not isinstance(items, list):
@@ -375,13 +343,13 @@ class CoalesceClient:
                 raise self._bad_response(
                     answer, "the response is not a Coalesce run list", starts_run=False
                 )
-            runs = [run for item in items if (run := _run_summary(item)) is not None]
+            runs = [run for item in items if (run := run_summary_of(item)) is not None]
             if len(runs) != len(items):
                 logger.warning(
                     "GET /api/v1/runs: skipped %d item(s) without an integer id",
                     len(items) - len(runs),
                 )
-            return RunPage(runs=runs, next=_cursor(data.get("next")))
+            return RunPage(runs=runs, next=cursor_of(data.get("next")))
 
     @sensitive_variables()
     def _start(self, path: str, body: dict[str, Any]) -> StartedRun:
@@ -395,7 +363,7 @@ class CoalesceClient:
         with secrets_in_use(self._token, *secrets):
             answer = self._call("POST", path, json_body=body, starts_run=True)
             data = self._json_object(answer, starts_run=True)
-            counter = _run_counter(data.get("runCounter"))
+            counter = run_counter_of(data.get("runCounter"))
             if counter is None:
                 raise self._bad_response(
                     answer, "the response has no integer runCounter", starts_run=True
@@ -495,9 +463,9 @@ class CoalesceClient:
         self, response: requests.Response, answer: _Answer, *, too_big: bool, starts_run: bool
     ) -> CoalesceError:
         status = answer.status
-        envelope = None if too_big else _error_envelope(answer.content)
+        envelope = None if too_big else error_envelope(answer.content)
         error_string, error_detail = envelope or ("", "")
-        raw_body = "" if envelope is not None else _raw_body(answer.content)
+        raw_body = "" if envelope is not None else body_text(answer.content)
         said = (error_string or error_detail).strip().rstrip(".").strip()
         if len(said) > 300:  # the full text stays in error_string / error_detail
             said = said[:300] + "…"
@@ -530,7 +498,7 @@ class CoalesceClient:
                 **fields,
             )
         if status == 429:
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             when = f"in {math.ceil(retry_after)} s" if retry_after is not None else "in a minute"
             return CoalesceError(
                 FailureKind.RATE_LIMITED,
@@ -563,7 +531,7 @@ class CoalesceClient:
             FailureKind.BAD_RESPONSE,
             f"Coalesce answered HTTP {answer.status} but {problem}.{advice}",
             status_code=answer.status,
-            raw_body=_raw_body(answer.content),
+            raw_body=body_text(answer.content),
             may_have_started=starts_run,
         )
 
@@ -688,103 +656,3 @@ def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
             nested.append(reason)
         nested += [e for e in (current.__cause__, current.__context__) if e is not None]
         pending.extend(nested)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value)
-    return scrub(text)[:RAW_BODY_LIMIT]
-
-
-def _error_envelope(content: bytes) -> tuple[str, str] | None:
-    """(errorString, errorDetail) from {"error": {...}}, scrubbed; None if not that shape."""
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return None
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and ("errorString" in error or "errorDetail" in error):
-        return _text(error.get("errorString")), _text(error.get("errorDetail"))
-    if isinstance(error, str) and error:  # tolerated: {"error": "text"}
-        return _text(error), ""
-    return None
-
-
-def _raw_body(content: bytes) -> str:
-    # Scrub the whole text before cutting it, so a cut cannot split a secret in two.
-    return scrub(content.decode("utf-8", errors="replace"))[:RAW_BODY_LIMIT]
-
-
-def _run_counter(value: Any) -> int | None:
-    """The runCounter as an int, accepting a numeric string; None for anything else."""
-    if isinstance(value, bool):  # bool is an int subclass, but True is not a run
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
-        return int(value.strip())
-    return None
-
-
-def _run_id(value: Any) -> int:
-    """A run id/counter argument as a non-negative int; ValueError for anything else."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"a run id must be a non-negative integer, not {value!r}")
-    return value
-
-
-def _cursor(value: Any) -> str | int | None:
-    """The `next` cursor of a list page: a string or an int, None when absent or empty."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def _run_summary(item: Any) -> RunSummary | None:
-    """A RunSummary from a RunSummary/RunInfo object; None without an integer `id`."""
-    if not isinstance(item, dict):
-        return None
-    run_counter = _run_counter(item.get("id"))
-    if run_counter is None:
-        return None
-    details = item.get("runDetails")
-    details = details if isinstance(details, dict) else {}
-    return RunSummary(
-        run_counter=run_counter,
-        status=as_text(item.get("runStatus")),
-        run_type=as_text(item.get("runType")),
-        start_time=parse_datetime(item.get("runStartTime")),
-        end_time=parse_datetime(item.get("runEndTime")),
-        environment_id=as_text(item.get("environmentID")) or as_text(details.get("environmentID")),
-        rerun_of=_run_counter(item.get("reRunID")),
-        failure_reason=_text(as_text(item.get("runFailureReason"))),
-        job_id=as_text(details.get("jobID")),
-        include_selector=as_text(details.get("includeNodesSelector")),
-        exclude_selector=as_text(details.get("excludeNodesSelector")),
-        parallelism=as_count(details.get("parallelism")),
-    )
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or HTTP date); None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
