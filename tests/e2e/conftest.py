@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from django.contrib.auth.models import Group
 from playwright.sync_api import (
     Browser,
@@ -92,18 +93,67 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-def _new_context(browser: Browser, base_url: str, **options) -> BrowserContext:
+# The two screens every page must work on: a laptop and a phone.
+VIEWPORTS = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
+# Reports every Content-Security-Policy violation on every page a test visits.
+_LISTEN_FOR_CSP = """document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(`${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
+    + ` at ${event.sourceFile || document.location.pathname}:${event.lineNumber}`);
+});"""
+
+
+def _new_context(browser: Browser, base_url: str, violations: list[str],
+                 **options) -> BrowserContext:
     context = browser.new_context(base_url=base_url, **options)
     context.set_default_timeout(TIMEOUT_MS)
+    context.expose_binding("reportCspViolation", lambda source, text: violations.append(text))
+    context.add_init_script(_LISTEN_FOR_CSP)
     return context
 
 
 @pytest.fixture
-def page(browser: Browser, live_server) -> Iterator[Page]:
-    """A fresh page in its own context (no cookies shared between tests)."""
-    context = _new_context(browser, live_server.url)
-    yield context.new_page()
-    context.close()
+def csp_violations() -> Iterator[list[str]]:
+    """What the pages of this test's contexts reported; any violation fails the test."""
+    violations: list[str] = []
+    yield violations
+    assert violations == [], f"Content-Security-Policy violations: {violations}"
+
+
+@pytest.fixture
+def new_page(browser: Browser, live_server, csp_violations) -> Iterator[Callable[..., Page]]:
+    """`new_page(viewport="phone")`: a fresh page in its own context (no cookies shared)."""
+    contexts: list[BrowserContext] = []
+
+    def new_page(viewport: str = "desktop", **options) -> Page:
+        context = _new_context(browser, live_server.url, csp_violations,
+                               viewport=VIEWPORTS[viewport], **options)
+        contexts.append(context)
+        return context.new_page()
+
+    yield new_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page) -> Page:
+    """A fresh desktop-sized page in its own context (no cookies shared between tests)."""
+    return new_page()
+
+
+def check_page(page: Page) -> None:
+    """What every page owes every visitor: no serious or critical accessibility violation
+    (axe-core), and nothing that scrolls sideways at the page's width."""
+    results = Axe().run(page)
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + ", ".join(str(node["target"]) for node in v["nodes"][:3])
+        for v in results.response["violations"] if v["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], f"axe on {page.url}: " + "; ".join(serious)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], (
+        f"{page.url} is {width} px wide at a {page.viewport_size['width']} px viewport")
 
 
 @pytest.fixture
@@ -122,25 +172,8 @@ def log_in() -> Callable[..., None]:
 
 
 @pytest.fixture
-def page_without_js(browser: Browser, live_server) -> Iterator[Page]:
-    context = _new_context(browser, live_server.url, java_script_enabled=False)
-    yield context.new_page()
-    context.close()
-
-
-def _sim_profile(name: str, environment_id: str, base_url: str, group: Group,
-                 **defaults) -> EnvironmentProfile:
-    profile = EnvironmentProfile(
-        name=name,
-        base_url=base_url,
-        environment_id=environment_id,
-        snowflake_auth_type=EnvironmentProfile.AuthType.OAUTH,
-        **defaults,
-    )
-    profile.set_secret("api_token", SIM_TOKEN, by="admin")
-    profile.save()
-    profile.allowed_groups.add(group)
-    return profile
+def page_without_js(new_page) -> Page:
+    return new_page(java_script_enabled=False)
 
 
 @pytest.fixture
