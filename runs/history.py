@@ -29,6 +29,7 @@ from django.db.models import Q, QuerySet
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
+from runs import time_format
 from runs.models import CoalesceStatus, Run
 
 if TYPE_CHECKING:
@@ -63,16 +64,7 @@ def outcome(status: str, coalesce_status: str) -> str:
 
 
 def format_duration(value: timedelta | None) -> str:
-    if value is None:
-        return ""
-    seconds = round(value.total_seconds())
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return time_format.duration(value)
 
 
 # --- cursors ---
