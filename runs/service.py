@@ -94,18 +94,20 @@ def _credentials(profile: EnvironmentProfile, reveal: bool) -> dict:
 
 
 def start_run(req: RunRequest, *, user, client_ip: str | None,
-              submit_token: uuid.UUID) -> tuple[Run, bool]:
+              submit_token: uuid.UUID, via_token: str = "") -> tuple[Run, bool]:
     """Record the attempt, call Coalesce, record the outcome, hand it to the sweep.
 
     Returns (run, created). When `submit_token` was already used (a double click, a
     resubmitted form), nothing is sent and the existing run comes back with created False.
-    Never raises for a Coalesce failure: the run row says what happened.
+    Never raises for a Coalesce failure: the run row says what happened. `via_token` names
+    the API token that asked for it, for the run's timeline and the audit trail.
     """
-    return _attempt(Attempt(req, user=user, client_ip=client_ip, submit_token=submit_token))
+    return _attempt(Attempt(req, user=user, client_ip=client_ip, submit_token=submit_token,
+                            via_token=via_token))
 
 
 def start_rerun(original: Run, *, parameters: dict[str, str], user, client_ip: str | None,
-                submit_token: uuid.UUID) -> tuple[Run, bool]:
+                submit_token: uuid.UUID, via_token: str = "") -> tuple[Run, bool]:
     """Rerun the failed nodes of `original` (POST /scheduler/rerun) as a new run.
 
     The rerun body names only the original runCounter, the credentials and parameters:
@@ -116,7 +118,7 @@ def start_rerun(original: Run, *, parameters: dict[str, str], user, client_ip: s
                      exclude_selector=original.exclude_selector,
                      parallelism=original.parallelism, parameters=parameters)
     return _attempt(Attempt(req, user=user, client_ip=client_ip, submit_token=submit_token,
-                            rerun_of=original))
+                            rerun_of=original, via_token=via_token))
 
 
 def build_rerun_body(original: Run, req: RunRequest, *, reveal_secrets: bool) -> dict:
@@ -136,6 +138,7 @@ class Attempt:
     client_ip: str | None
     submit_token: uuid.UUID
     rerun_of: Run | None = None
+    via_token: str = ""  # the API token's name, when the API asked
 
     def body(self, *, reveal_secrets: bool) -> dict:
         if self.rerun_of is None:
@@ -175,6 +178,7 @@ def _record_attempt(attempt: Attempt, redacted_body: dict) -> Run:
         parameters=req.parameters,
         request_body=redacted_body,
         rerun_of=attempt.rerun_of,
+        via_token_name=attempt.via_token,
     )
     if attempt.rerun_of is not None:
         message = f"Sending rerun of the failed nodes of run {attempt.rerun_of.pk}."
@@ -186,8 +190,12 @@ def _record_attempt(attempt: Attempt, redacted_body: dict) -> Run:
         forced = ", forced despite a failed deployment" if req.force else ""
         message = f"Sending startRun for the {what}{forced}."
         action = audit.Action.RUN_FORCED if req.force else audit.Action.RUN_STARTED
+    if attempt.via_token:
+        message = f"{message[:-1]} via API token {attempt.via_token}."
     run.log("submitting", message, actor=user.get_username())
     details = _audit_details(run)
+    if attempt.via_token:
+        details["via_token"] = attempt.via_token
     if attempt.rerun_of is not None:
         details["rerun_of"] = attempt.rerun_of.pk
     audit.record(action, actor=user.get_username(), ip=attempt.client_ip,
