@@ -211,6 +211,13 @@ TASKS = {
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", "10")
 SWEEP_MAX_AGE_HOURS = env_int("SWEEP_MAX_AGE_HOURS", "48")
 
+# --- The JSON API and links in messages ---
+# Requests per minute per personal access token; more get a 429 with Retry-After.
+API_REQUESTS_PER_MINUTE = env_int("API_REQUESTS_PER_MINUTE", "120")
+# The dashboard's public address (https://refresh.example.com), for links to run pages in
+# API answers and notifications; empty means "the host the request came to".
+SITE_URL = env_str("SITE_URL").rstrip("/")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
