@@ -6,9 +6,10 @@ from django.contrib import admin, messages
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from runs import audit, service
+from runs import audit, service, tokens
 from runs.forms import ProfileForm
-from runs.models import AuditEntry, EnvironmentProfile, Run, RunEvent
+from runs.http import client_ip
+from runs.models import ApiToken, AuditEntry, EnvironmentProfile, Run, RunEvent
 
 SECRET_ACTIONS = {
     "stored": audit.Action.CREDENTIAL_STORED,
@@ -159,3 +160,32 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["seq", "at", "actor", "ip", "action", "target"]
     list_filter = ["action"]
     search_fields = ["actor", "target"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Everyone's API tokens: who, which scopes, when last used; an admin may revoke them.
+    Tokens are made on the API tokens page by their owner (the admin never sees one)."""
+
+    list_display = ["name", "user", "prefix", "scopes", "created_at", "expires_at",
+                    "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    readonly_fields = ["user", "name", "prefix", "scopes", "created_at", "expires_at",
+                       "last_used_at", "revoked_at", "revoked_by"]
+    exclude = ["digest"]
+    actions = ["revoke_tokens"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoked tokens stay, as evidence of who could call the API
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_tokens(self, request, queryset):
+        ip = client_ip(request)
+        count = sum(tokens.revoke(token, by=request.user, ip=ip)
+                    for token in queryset.select_related("user"))
+        self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)
