@@ -33,8 +33,8 @@ from runs.results import failed_first, results_from_json
 
 router = Router(tags=["runs"])
 READ, START = ApiToken.Scope.READ.value, ApiToken.Scope.START.value
-ERRORS = frozenset({400, 401, 403, 404, 409, 422, 429, 502})
-RunId = Path(..., ge=1, le=MAX_ID, description="The run's id in the dashboard.")
+ERRORS = frozenset({400, 401, 403, 404, 409, 422, 429})
+RunId = Path(..., ge=1, le=MAX_ID, description="The run's id in the dashboard.", example=1)
 IdempotencyKey = Header(None, alias="Idempotency-Key", max_length=200, description=(
     "Any string of yours, e.g. the CI job's id: a request retried with the same key "
     "starts nothing new and answers with the run the first one started."))
@@ -157,7 +157,9 @@ def cancel_run(request, run_id: int = RunId):
         raise ApiError(409, "not_cancellable", refusal)
     problem = service.cancel_run(run, user=request.user, client_ip=client_ip(request))
     if problem:
-        raise ApiError(502, "coalesce_error", problem)
+        # Not a 5xx: the dashboard worked; Coalesce refused or could not be reached, and
+        # the run's timeline and the audit trail say so. Trying again is allowed.
+        raise ApiError(409, "cancel_failed", problem)
     run.refresh_from_db()
     return Status(202, run_detail_json(request, run))
 

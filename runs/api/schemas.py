@@ -34,6 +34,9 @@ class StartRunIn(Schema):
                               "selector, which refreshes the entire environment.")
     parameters: dict[str, str] = Field(default_factory=dict)
 
+    model_config = {"json_schema_extra": {"examples": [
+        {"environment": 1, "job_id": "3", "parameters": {"REGION": "emea"}}]}}
+
 
 class RerunIn(Schema):
     parameters: dict[str, str] | None = Field(
