@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class Recorder:
     client: Client
     responses: dict[str, str] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    api_token: str = ""  # the API token the scenario made
 
     def _keep(self, method: str, url: str, response) -> None:
         label = f"{method} {url} #{len(self.responses)}"
@@ -279,7 +281,8 @@ def play(key) -> Scenario:
         crash_logs=crash_logs,
         dump=dump.getvalue(),
         mails=mails,
-        secrets=canaries(encrypted_pem, stored_pem, pem_of(key)),
+        secrets={**canaries(encrypted_pem, stored_pem, pem_of(key)),
+                 "API token": run.api_token, "API token's secret part": run.api_token[8:]},
     )
 
 
@@ -292,7 +295,8 @@ def start_runs(run: Recorder, coalesce, profiles, logs: dict[str, Lines]) -> dic
 
     Returns what was logged during the crash, which is kept apart from `logs` (see
     test_it_keeps_secrets_out_of_the_logs_of_a_crash)."""
-    answers = iter([500, 400, 200, "crash"])
+    # The form's three starts, the crash, then the API's three starts.
+    answers = iter([500, 400, 200, "crash", 500, 400, 200])
 
     def echoing(request):
         status = next(answers)
@@ -321,6 +325,7 @@ def start_runs(run: Recorder, coalesce, profiles, logs: dict[str, Lines]) -> dic
     for name, handler in logs.items():
         crash_logs[f"{name} during the crash"] = "\n".join(handler.lines[before[name]:])
         del handler.lines[before[name]:]
+    start_runs_through_the_api(run, profiles)
     for stored in Run.objects.all():
         run.get(stored.get_absolute_url())
         run.get(reverse("runs:status", args=[stored.pk]))
@@ -334,6 +339,33 @@ def start_runs(run: Recorder, coalesce, profiles, logs: dict[str, Lines]) -> dic
     for stored in Run.objects.all():
         run.get(reverse("admin:runs_run_change", args=[stored.pk]))
     return crash_logs
+
+
+def start_runs_through_the_api(run: Recorder, profiles) -> None:
+    """Make an API token on its page (that one answer, which shows the token, is kept
+    apart), start a run on each profile with it, and read the runs back: every API answer
+    is searched like the pages, and the token itself is a canary (see API_TOKEN)."""
+    page = run.client.post(reverse("api_tokens"), {
+        "name": "leak ci", "scopes": ["runs:read", "runs:start"], "expires_in": "30"})
+    token = API_TOKEN.search(page.content.decode()).group()
+    run.api_token = token
+    headers = {"Authorization": f"Bearer {token}"}
+    for profile in profiles:
+        body = json.dumps({"environment": profile.pk, "job_id": "3", "parallelism": 4,
+                           "parameters": {"P": "v"}})
+        response = run.client.post("/api/v1/runs", body, content_type="application/json",
+                                   headers=headers)
+        run._keep("POST", "/api/v1/runs", response)
+    listed = run.client.get("/api/v1/runs", headers=headers)
+    run._keep("GET", "/api/v1/runs", listed)
+    for item in listed.json()["runs"]:
+        run._keep("GET", f"/api/v1/runs/{item['id']}",
+                  run.client.get(f"/api/v1/runs/{item['id']}", headers=headers))
+    run.get(reverse("api_tokens"))
+    run.get(reverse("admin:runs_apitoken_changelist"))
+
+
+API_TOKEN = re.compile(r"crd_[A-Za-z0-9_-]{32,}")
 
 
 def run_form(profile) -> dict[str, str]:
@@ -373,14 +405,21 @@ def test_it_redisplays_five_forms_with_errors(scenario):
 def test_it_captures_sql_and_the_failed_connection_tests(scenario):
     assert "INSERT INTO" in scenario.logs["raw log records"]
     assert "django.db.backends DEBUG" in scenario.logs["raw log records"]
-    # Three connection tests, three starts and the start that crashed.
-    assert scenario.coalesce_calls == 3 + 3 + 1
+    # Three connection tests, three starts, the start that crashed, three API starts.
+    assert scenario.coalesce_calls == 3 + 3 + 1 + 3
     assert sum("HTTP 500" in m for m in scenario.run.messages) == 3
 
 
-def test_it_recorded_the_four_runs_it_then_searched(scenario):
+def test_it_recorded_the_runs_it_then_searched(scenario):
     # The crashed start stays "submitting": no answer was recorded for it.
-    assert scenario.run_statuses == ["rejected", "started", "submitting", "unreachable"]
+    assert scenario.run_statuses == ["rejected", "rejected", "started", "started",
+                                     "submitting", "unreachable", "unreachable"]
+
+
+def test_it_searched_the_api_answers(scenario):
+    answers = [text for label, text in scenario.run.responses.items() if "/api/v1/" in label]
+    assert len(answers) == 3 + 1 + 7
+    assert scenario.run.api_token.startswith("crd_")
 
 
 def test_it_sent_one_error_email_about_the_crash(scenario):
@@ -418,3 +457,11 @@ def test_it_keeps_secrets_out_of_error_emails(scenario):
     assert scenario.mails, "no error e-mail was sent, so none could be searched"
     assert leaks(mail_texts(scenario.mails), scenario.secrets) == []
 
+
+
+def test_no_output_holds_anything_shaped_like_an_api_token(scenario):
+    """Secret scanners know the crd_ prefix; so does this test, whatever the token."""
+    outputs = {**scenario.run.responses, **scenario.logs, **scenario.crash_logs,
+               "dumpdata": scenario.dump, "messages": "\n".join(scenario.run.messages),
+               **mail_texts(scenario.mails)}
+    assert [name for name, text in outputs.items() if API_TOKEN.search(text)] == []

@@ -14,6 +14,14 @@ from runs.http import AuthenticatedHttpRequest, client_ip
 from runs.models import ApiToken
 
 
+class ShownOnce(str):
+    """The new token for the template, with a repr that hides it: Django's template
+    engine logs the whole context (at DEBUG) when a variable is missing."""
+
+    def __repr__(self) -> str:
+        return "'crd_[shown once]'"
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def token_list(request: AuthenticatedHttpRequest):
@@ -22,9 +30,10 @@ def token_list(request: AuthenticatedHttpRequest):
     if request.method == "POST":
         form = ApiTokenForm(request.POST, user=user)
         if form.is_valid():
-            _, new_token = tokens.create_token(
+            _, secret = tokens.create_token(
                 user, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"],
                 expires_at=form.expires_at(), ip=client_ip(request))
+            new_token = ShownOnce(secret)
             # Rendered, not redirected: the token is in this answer only, never stored.
             form = ApiTokenForm(user=user)
     else:
