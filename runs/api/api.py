@@ -19,8 +19,8 @@ api = NinjaAPI(
     version="1",
     description=("Start, rerun, cancel and follow Coalesce refresh runs with the dashboard's "
                  "own rules. Authenticate with a personal access token from the API tokens "
-                 "page: `Authorization: Bearer crd_…`. Every error is JSON with a stable "
-                 "`code` and a plain `message`."),
+                 "page, sent as “Authorization: Bearer crd_…”. Every error is JSON with a "
+                 "stable code and a plain message."),
     urls_namespace="api",
     docs_url=None,  # our own page (runs.api.pages.api_docs): no CDN, no inline script
     openapi_url="/openapi.json",
