@@ -181,7 +181,7 @@ def list_runs(request, filters: Query[RunFilters]):
     if not history.is_valid():
         raise _invalid(form)
     page = history.page()
-    by_pk = Run.objects.select_related("profile", "created_by").in_bulk(
+    by_pk = Run.objects.select_related("profile", "created_by").only(*LIST_FIELDS).in_bulk(
         [row.pk for row in page.rows])
     return {"runs": [run_json(request, by_pk[row.pk]) for row in page.rows if row.pk in by_pk],
             "older_cursor": page.older.encode() if page.older else None,
@@ -206,6 +206,14 @@ def list_environments(request):
 
 
 # --- the run as JSON ---
+
+# What run_json reads: the list loads no results, request bodies or profile secrets.
+LIST_FIELDS = (
+    "pk", "profile__name", "created_by__username", "environment_id", "via_token_name",
+    "created_at", "job_id", "include_selector", "exclude_selector", "parallelism", "force",
+    "run_counter", "status", "coalesce_status", "stopped_following_at",
+    "coalesce_started_at", "coalesce_ended_at", "error_message", "rerun_of",
+)
 
 def _page_url(request, run: Run) -> str:
     path = run.get_absolute_url()
