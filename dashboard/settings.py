@@ -218,6 +218,18 @@ API_REQUESTS_PER_MINUTE = env_int("API_REQUESTS_PER_MINUTE", "120")
 # API answers and notifications; empty means "the host the request came to".
 SITE_URL = env_str("SITE_URL").rstrip("/")
 
+# --- Notifications ---
+# Plain http to loopback addresses for webhooks: tests and local development only.
+WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK")
+# Email goes through Django's SMTP backend with Django's own setting names.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", "25")
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "refresh-dashboard@localhost")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

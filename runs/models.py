@@ -583,3 +583,13 @@ class ApiToken(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "Expired"
         return "Active"
+
+
+# Notification models live in their own module; importing them here registers them.
+from runs.notifications.models import (  # noqa: E402, F401
+    Delivery,
+    Destination,
+    NotificationPreference,
+    NotificationRule,
+    RunSubscription,
+)

@@ -25,7 +25,8 @@ from django.views.decorators.debug import sensitive_variables
 from runs import audit, sweep, tasks
 from runs.coalesce import CoalesceError, FailureKind, StartedRun, client_for
 from runs.encryption import CredentialDecryptionError
-from runs.models import TERMINAL, CoalesceStatus, EnvironmentProfile, Run
+from runs.models import TERMINAL, CoalesceStatus, EnvironmentProfile, Run, RunSubscription
+from runs.notifications import events as notifications
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class RunRequest:
     parallelism: int = 16
     force: bool = False
     parameters: dict[str, str] = field(default_factory=dict)
+    notify: bool = False  # "Notify me when this run ends": email the user at its outcome
 
 
 def build_body(req: RunRequest, *, reveal_secrets: bool) -> dict:
@@ -180,6 +182,8 @@ def _record_attempt(attempt: Attempt, redacted_body: dict) -> Run:
         rerun_of=attempt.rerun_of,
         via_token_name=attempt.via_token,
     )
+    if req.notify:
+        RunSubscription.objects.create(run=run, user=user)
     if attempt.rerun_of is not None:
         message = f"Sending rerun of the failed nodes of run {attempt.rerun_of.pk}."
         action = audit.Action.RUN_RERUN
@@ -255,6 +259,7 @@ def _record_failure(run: Run, exc: CoalesceError) -> None:
 
 
 def _finish(run: Run, status: str, **fields) -> None:
+    previous = run.outcome
     run.status = status
     run.answered_at = timezone.now()
     for name, value in fields.items():
@@ -265,6 +270,7 @@ def _finish(run: Run, status: str, **fields) -> None:
         run.log("started", f"Coalesce accepted the run: runCounter {run.run_counter}.")
     else:
         run.log(status, run.error_message)
+    notifications.outcome_changed(run, previous)
     logger.info("Run %s on %s: %s", run.pk, run.environment_id, status)
 
 

@@ -25,7 +25,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from runs.coalesce import CoalesceError, FailureKind, RunSummary, client_for
-from runs.models import TERMINAL, EnvironmentProfile, Run, RunEvent, SweepState
+from runs.models import TERMINAL, EnvironmentProfile, Outcome, Run, RunEvent, SweepState
+from runs.notifications import events as notifications
 from runs.results import results_to_json
 
 logger = logging.getLogger(__name__)
@@ -99,10 +100,12 @@ def _stop_following_old_runs(now: datetime, profile_ids: set[int]) -> None:
     # By profile, so the query reads the run_active index (status, profile, created_at).
     old = Run.objects.active().filter(profile_id__in=profile_ids, created_at__lt=cutoff)
     for run in old.order_by():
+        previous = run.outcome
         run.stopped_following_at = now
         run.save(update_fields=["stopped_following_at"])
         run.log("unfollowed", f"No longer followed: still not finished after "
                 f"{settings.SWEEP_MAX_AGE_HOURS} h. Check it in Coalesce.")
+        notifications.outcome_changed(run, previous)
 
 
 def _sweep_environment(profile: EnvironmentProfile, now: datetime, report: SweepReport) -> None:
@@ -175,6 +178,7 @@ class _Writes:
     moved: list[Run] = field(default_factory=list)  # status or times changed
     finished: list[Run] = field(default_factory=list)  # results fetched
     events: list[RunEvent] = field(default_factory=list)
+    outcomes: list[tuple[Run, Outcome]] = field(default_factory=list)  # (run, previous)
 
     def save(self, now: datetime) -> None:
         # One transaction and a few statements, not a commit per run: a per-run save made
@@ -189,11 +193,14 @@ class _Writes:
             Run.objects.bulk_update(self.finished, ["results", "results_fetched_at"],
                                     batch_size=WRITE_BATCH)
             RunEvent.objects.bulk_create(self.events, batch_size=WRITE_BATCH)
+            for run, previous in self.outcomes:
+                notifications.outcome_changed(run, previous)
 
 
 def _update_run(client, run: Run, summary: RunSummary, writes: _Writes,
                 report: SweepReport) -> None:
     previous = (run.coalesce_status, run.coalesce_started_at, run.coalesce_ended_at)
+    writes.outcomes.append((run, run.outcome))
     run.coalesce_status = summary.status
     run.coalesce_started_at = summary.start_time or run.coalesce_started_at
     run.coalesce_ended_at = summary.end_time or run.coalesce_ended_at
@@ -280,6 +287,7 @@ def _matches(run: Run, summary: RunSummary) -> bool:
 
 def _link(run: Run, summary: RunSummary, now: datetime) -> None:
     previous = run.get_status_display()
+    previous_outcome = run.outcome
     run.status = Run.Status.STARTED
     run.run_counter = summary.run_counter
     run.run_link = f"{run.profile.base_url.rstrip('/')}/runs/{summary.run_counter}"
@@ -292,9 +300,11 @@ def _link(run: Run, summary: RunSummary, now: datetime) -> None:
     run.log("reconciled", f"Was “{previous}”: found exactly one matching Coalesce run "
             f"(runCounter {summary.run_counter}, same job, selectors and parallelism, started "
             f"{summary.start_time:%H:%M:%S}). Linked to it.")
+    notifications.outcome_changed(run, previous_outcome)
 
 
 def _leave_for_a_person(run: Run, count: int, now: datetime) -> None:
+    previous = run.outcome
     run.stopped_following_at = now
     run.save(update_fields=["stopped_following_at"])
     if count == 0:
@@ -304,6 +314,7 @@ def _leave_for_a_person(run: Run, count: int, now: datetime) -> None:
         note = (f"{count} Coalesce runs match this attempt, so it cannot be linked "
                 "automatically. Check Coalesce's run history to see which one it was.")
     run.log("needs_attention", note + " Left for a person to check.")
+    notifications.outcome_changed(run, previous)
 
 
 def _back_off(profile: EnvironmentProfile, now: datetime, retry_after: float | None) -> None:
