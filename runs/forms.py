@@ -17,7 +17,13 @@ from django.utils.safestring import mark_safe
 
 from runs import private_keys, validators
 from runs.history import COALESCE_STATUSES, Cursor
-from runs.models import MAX_PARALLELISM, AuditEntry, EnvironmentProfile, Run
+from runs.models import (
+    MAX_PARALLELISM,
+    AuditEntry,
+    EnvironmentProfile,
+    NotificationPreference,
+    Run,
+)
 from runs.service import RunRequest
 
 AuthType = EnvironmentProfile.AuthType
@@ -353,6 +359,8 @@ class RunForm(ParameterRowsForm):
         help_text="Type the environment's name to confirm a forced refresh.",
     )
     refresh_all = forms.BooleanField(label="Refresh the entire environment", required=False)
+    notify = forms.BooleanField(label="Notify me when this run ends", required=False,
+                                help_text="An email to your address when it has an outcome.")
 
     STALE_PAGE = ("This page was out of date, so nothing was started. Check the values and "
                   "press Start run again.")
@@ -366,6 +374,8 @@ class RunForm(ParameterRowsForm):
             data["submit_token"] = str(uuid.uuid4())
         super().__init__(data, *args, **kwargs)
         self.fields["environment"].queryset = EnvironmentProfile.objects.runnable_by(user)
+        self.fields["notify"].initial = NotificationPreference.objects.filter(
+            user=user, notify_by_default=True).exists()
         if not user.has_perm("runs.force_run"):
             # Not shown at all; the view refuses a forged POST that carries it.
             del self.fields["force"], self.fields["confirm_name"]
@@ -410,6 +420,7 @@ class RunForm(ParameterRowsForm):
             parallelism=cleaned["parallelism"],
             force=cleaned.get("force", False),
             parameters=cleaned["parameters"],
+            notify=cleaned.get("notify", False),
         )
 
     def warnings(self) -> list[str]:
