@@ -189,3 +189,6 @@ class ApiTokenAdmin(admin.ModelAdmin):
         count = sum(tokens.revoke(token, by=request.user, ip=ip)
                     for token in queryset.select_related("user"))
         self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)
+
+
+from runs.notifications import admin as notifications_admin  # noqa: E402, F401 (registers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from runs.models import Outcome, Run
 from runs.notifications.models import (
@@ -38,11 +38,16 @@ def outcome_changed(run: Run, previous: Outcome | str) -> list[Delivery]:
                                  email=sub.user.email))
     if not rows:
         return []
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
-    written = list(Delivery.objects.filter(run=run, event=event.value,
-                                           target__in=[r.target for r in rows],
-                                           status=Delivery.Status.PENDING, attempts=0))
-    transaction.on_commit(lambda: _enqueue([d.pk for d in written]))
+    written = []
+    for row in rows:
+        try:
+            with transaction.atomic():  # a savepoint: the run's own writes stay
+                row.save(force_insert=True)
+        except IntegrityError:
+            continue  # another worker (or an earlier sweep) wrote it: it sends it
+        written.append(row)
+    if written:
+        transaction.on_commit(lambda: _enqueue([d.pk for d in written]))
     return written
 
 
