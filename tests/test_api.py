@@ -31,7 +31,7 @@ def start(client, token, environment, **fields):
 
 def test_it_starts_a_run_and_says_which_token(client, alice, sim, simulator):
     token = make_token(alice, name="nightly CI")
-    response = start(client, token, sim, job_id="3")
+    response = start(client, token, sim, job_id="3", notify=True)
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["via_token"] == "nightly CI"
@@ -43,6 +43,7 @@ def test_it_starts_a_run_and_says_which_token(client, alice, sim, simulator):
     entry = AuditEntry.objects.get(action=AuditEntry.Action.RUN_STARTED)
     assert entry.details["via_token"] == "nightly CI"
     assert body["url"].endswith(f"/runs/{run.pk}/")
+    assert run.subscriptions.get().user == alice  # "notify": the owner hears at the end
 
 
 def test_a_retried_request_with_the_same_idempotency_key_starts_one_run(client, alice, sim):

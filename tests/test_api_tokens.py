@@ -73,3 +73,14 @@ def test_someone_else_cannot_revoke_but_an_admin_can(alice, bob, admin_user):
     assert token.revoked_by == "admin"
     entry = AuditEntry.objects.get(action=AuditEntry.Action.TOKEN_REVOKED)
     assert entry.details["owner"] == "alice"
+
+
+def test_my_settings_sets_whether_notify_starts_ticked(alice_client, alice, profile):
+    from runs.forms import RunForm
+
+    assert RunForm(user=alice)["notify"].initial is False
+    page = alice_client.get(reverse("my_settings")).content.decode()
+    assert "alice@example.com" in page
+    alice_client.post(reverse("my_settings"), {"notify_by_default": "on"})
+    assert RunForm(user=alice)["notify"].initial is True
+    assert RunForm(user=alice).fields["notify"].label == "Notify me when this run ends"

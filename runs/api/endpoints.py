@@ -109,7 +109,7 @@ def start_run(request, payload: StartRunIn, idempotency_key: str | None = Idempo
         "confirm_name": payload.confirm_name,
         "submit_token": str(_submit_token(request, idempotency_key)),
     })
-    for name in ("force", "refresh_all"):
+    for name in ("force", "refresh_all", "notify"):
         if getattr(payload, name):
             data[name] = "on"
     form = RunForm(_with_parameters(data, payload.parameters), user=user)

@@ -1,4 +1,5 @@
-"""The pages around the API: "API tokens" (make, list, revoke) and the API's docs."""
+"""The person's own pages: "API tokens" (make, list, revoke), "My settings", and the
+API's docs."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from runs import tokens
-from runs.api.forms import ApiTokenForm
+from runs.api.forms import ApiTokenForm, PreferenceForm
 from runs.http import AuthenticatedHttpRequest, client_ip
-from runs.models import ApiToken
+from runs.models import ApiToken, NotificationPreference
 
 
 class ShownOnce(str):
@@ -54,6 +55,19 @@ def revoke_token(request: AuthenticatedHttpRequest, pk: int):
     if tokens.revoke(token, by=request.user, ip=client_ip(request)):
         messages.success(request, f"The token “{token.name}” is revoked; it no longer works.")
     return redirect("api_tokens")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def my_settings(request: AuthenticatedHttpRequest):
+    """My settings: whether "Notify me when this run ends" starts ticked."""
+    preference, _ = NotificationPreference.objects.get_or_create(user=request.user)
+    form = PreferenceForm(request.POST or None, instance=preference)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Saved.")
+        return redirect("my_settings")
+    return render(request, "runs/my_settings.html", {"form": form})
 
 
 @login_required

@@ -33,6 +33,7 @@ class StartRunIn(Schema):
     refresh_all: bool = Field(False, description="Confirms a run with no job and no "
                               "selector, which refreshes the entire environment.")
     parameters: dict[str, str] = Field(default_factory=dict)
+    notify: bool = Field(False, description="Email the token's owner when the run ends.")
 
     model_config = {"json_schema_extra": {"examples": [
         {"environment": 1, "job_id": "3", "parameters": {"REGION": "emea"}}]}}
