@@ -91,6 +91,7 @@ class Recorder:
     responses: dict[str, str] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     api_token: str = ""  # the API token the scenario made
+    notification_bodies: list[str] = field(default_factory=list)  # what destinations got
 
     def _keep(self, method: str, url: str, response) -> None:
         label = f"{method} {url} #{len(self.responses)}"
@@ -136,6 +137,7 @@ class Scenario:
     dump: str
     mails: list[mail.EmailMessage]
     secrets: dict[str, str]
+    notification_mails: list[mail.EmailMessage] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -265,7 +267,8 @@ def play(key) -> Scenario:
             },
         )
         crash_logs = start_runs(run, coalesce, profiles, logs)
-        coalesce_calls = len(coalesce.calls)
+        # Calls to Coalesce; the notifications' webhook calls (to 127.0.0.1) are apart.
+        coalesce_calls = sum(BASE in call.request.url for call in coalesce.calls)
         run_statuses = sorted(Run.objects.values_list("status", flat=True))
     dump = io.StringIO()
     call_command("dumpdata", stdout=dump)
@@ -280,9 +283,11 @@ def play(key) -> Scenario:
         },
         crash_logs=crash_logs,
         dump=dump.getvalue(),
-        mails=mails,
+        mails=[m for m in mails if not m.subject.startswith("Run ")],
+        notification_mails=[m for m in mails if m.subject.startswith("Run ")],
         secrets={**canaries(encrypted_pem, stored_pem, pem_of(key)),
-                 "API token": run.api_token, "API token's secret part": run.api_token[8:]},
+                 "API token": run.api_token, "API token's secret part": run.api_token[8:],
+                 "Slack URL token": SLACK_URL_TOKEN, "webhook signing secret": SIGNING_SECRET},
     )
 
 
@@ -325,7 +330,9 @@ def start_runs(run: Recorder, coalesce, profiles, logs: dict[str, Lines]) -> dic
     for name, handler in logs.items():
         crash_logs[f"{name} during the crash"] = "\n".join(handler.lines[before[name]:])
         del handler.lines[before[name]:]
+    run.notification_bodies = notify_about_everything(run, coalesce, profiles)
     start_runs_through_the_api(run, profiles)
+    send_notifications(run)
     for stored in Run.objects.all():
         run.get(stored.get_absolute_url())
         run.get(reverse("runs:status", args=[stored.pk]))
@@ -341,6 +348,53 @@ def start_runs(run: Recorder, coalesce, profiles, logs: dict[str, Lines]) -> dic
     return crash_logs
 
 
+SLACK_URL_TOKEN = "SLACK-LEAKCANARY-url-5f6e7d"
+SIGNING_SECRET = "whsec-LEAKCANARY-8a9b0c"
+
+
+def notify_about_everything(run: Recorder, coalesce, profiles) -> list[str]:
+    """A Slack destination (its URL holds a token), a signed webhook and the admin's email
+    get every event of every profile, and the admin subscribes to the API's runs; the
+    bodies the destinations receive are returned for the search."""
+    from runs.notifications.models import EVENT_VALUES, Destination, NotificationRule
+
+    slack = Destination(name="Slack", kind=Destination.Kind.SLACK)
+    slack.set_secret("url", f"https://127.0.0.1/services/T0/B0/{SLACK_URL_TOKEN}")
+    hook = Destination(name="Hook", kind=Destination.Kind.WEBHOOK)
+    hook.set_secret("url", "https://127.0.0.1/hook")
+    hook.set_secret("signing_secret", SIGNING_SECRET)
+    mail_to = Destination(name="Mail", kind=Destination.Kind.EMAIL, email_to="team@example.com")
+    for destination in (slack, hook, mail_to):
+        destination.save()
+        for profile in profiles:
+            NotificationRule.objects.create(profile=profile, destination=destination,
+                                            events=sorted(EVENT_VALUES))
+    bodies: list[str] = []
+
+    def receive(request):
+        bodies.append(request.body.decode() + json.dumps(dict(request.headers)))
+        return 200, {}, "ok"
+
+    coalesce.add_callback(responses.POST, re.compile(r"https://127\.0\.0\.1/.*"),
+                          callback=receive)
+    run.get(reverse("admin:runs_destination_changelist"))
+    for destination in (slack, hook):
+        run.get(reverse("admin:runs_destination_change", args=[destination.pk]))
+    return bodies
+
+
+def send_notifications(run: Recorder) -> None:
+    from runs.notifications import delivery
+    from runs.notifications.models import Delivery
+
+    with override_settings(WEBHOOK_ALLOW_LOOPBACK=True):
+        for row in Delivery.objects.order_by("pk"):
+            delivery.deliver(row.pk)
+    run.get(reverse("admin:runs_delivery_changelist"))
+    for row in Delivery.objects.order_by("pk")[:6]:
+        run.get(reverse("admin:runs_delivery_change", args=[row.pk]))
+
+
 def start_runs_through_the_api(run: Recorder, profiles) -> None:
     """Make an API token on its page (that one answer, which shows the token, is kept
     apart), start a run on each profile with it, and read the runs back: every API answer
@@ -352,7 +406,7 @@ def start_runs_through_the_api(run: Recorder, profiles) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     for profile in profiles:
         body = json.dumps({"environment": profile.pk, "job_id": "3", "parallelism": 4,
-                           "parameters": {"P": "v"}})
+                           "parameters": {"P": "v"}, "notify": True})
         response = run.client.post("/api/v1/runs", body, content_type="application/json",
                                    headers=headers)
         run._keep("POST", "/api/v1/runs", response)
@@ -465,3 +519,18 @@ def test_no_output_holds_anything_shaped_like_an_api_token(scenario):
                "dumpdata": scenario.dump, "messages": "\n".join(scenario.run.messages),
                **mail_texts(scenario.mails)}
     assert [name for name, text in outputs.items() if API_TOKEN.search(text)] == []
+
+
+def test_it_sent_notifications_it_then_searched(scenario):
+    # Three API starts: a 500 (couldn't start), a 400 (couldn't start), a success (no
+    # outcome yet). Two events x (Slack + webhook); the emails are in mails.
+    assert len(scenario.run.notification_bodies) == 2 * 2
+    assert any("X-Dashboard-Signature" in body for body in scenario.run.notification_bodies)
+    # The same two events to team@example.com, and to the admin who ticked "notify".
+    assert len(scenario.notification_mails) == 2 * 2
+
+
+def test_it_keeps_secrets_out_of_notifications(scenario):
+    bodies = dict(enumerate(scenario.run.notification_bodies))
+    assert leaks({f"notification {i}": b for i, b in bodies.items()}, scenario.secrets) == []
+    assert leaks(mail_texts(scenario.notification_mails), scenario.secrets) == []
