@@ -297,3 +297,24 @@ def test_two_workers_send_one_message(alice, profile):
             t.join(30)
     assert errors == []
     assert Delivery.objects.count() == 1 and len(receiver.received) == 1
+
+
+# --- the admin ---
+
+
+def test_the_admin_keeps_destination_urls_write_only(admin_client):
+    add = "/admin/runs/destination/add/"
+    refused = admin_client.post(add, {"name": "Slack", "kind": "slack",
+                                      "url": "http://hooks.slack.com/services/T/B/SECRETPART"})
+    assert "Only https URLs are allowed." in refused.content.decode()
+    assert "SECRETPART" not in refused.content.decode()
+    admin_client.post(add, {"name": "Slack", "kind": "slack",
+                            "url": "https://hooks.slack.com/services/T/B/SECRETPART"})
+    saved = Destination.objects.get()
+    assert saved.get_secret("url").endswith("SECRETPART") and "SECRETPART" not in saved.url_ct
+    page = admin_client.get(f"/admin/runs/destination/{saved.pk}/change/").content.decode()
+    assert "SECRETPART" not in page and "Stored; type a new value" in page
+    admin_client.post(f"/admin/runs/destination/{saved.pk}/change/",
+                      {"name": "Slack", "kind": "slack", "url": ""})
+    saved.refresh_from_db()
+    assert saved.get_secret("url").endswith("SECRETPART")  # empty keeps what is stored
