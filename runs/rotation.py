@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from runs import audit, encryption
-from runs.models import EnvironmentProfile
+from runs.models import Destination, EnvironmentProfile
+
+# Every model holding encrypted secrets: each has SECRETS, `<name>_ct` columns, uuid,
+# get_secret() and _encryption_context().
+ENCRYPTED_MODELS = (EnvironmentProfile, Destination)
 
 BATCH_SIZE = 100
 
@@ -46,14 +50,15 @@ def rotate_credentials(*, dry_run: bool = False, check_only: bool = False) -> Ro
     ring = encryption.key_ring()
     _self_test(ring)
     report = RotationReport(primary=ring.primary)
-    pks = list(EnvironmentProfile.objects.order_by("pk").values_list("pk", flat=True))
-    for start in range(0, len(pks), BATCH_SIZE):
-        with transaction.atomic():
-            batch = EnvironmentProfile.objects.select_for_update().filter(
-                pk__in=pks[start:start + BATCH_SIZE]
-            )
-            for profile in batch:
-                _rotate_profile(profile, ring, report, write=not (dry_run or check_only))
+    for model in ENCRYPTED_MODELS:
+        pks = list(model.objects.order_by("pk").values_list("pk", flat=True))
+        for start in range(0, len(pks), BATCH_SIZE):
+            with transaction.atomic():
+                batch = model.objects.select_for_update().filter(
+                    pk__in=pks[start:start + BATCH_SIZE]
+                )
+                for row in batch:
+                    _rotate_profile(row, ring, report, write=not (dry_run or check_only))
     if report.rotated and not (dry_run or check_only):
         audit.record(audit.Action.CREDENTIALS_ROTATED, actor="rotate_credentials_key",
                      target=f"key {ring.primary}",
@@ -63,7 +68,7 @@ def rotate_credentials(*, dry_run: bool = False, check_only: bool = False) -> Ro
 
 def _rotate_profile(profile, ring, report: RotationReport, *, write: bool) -> None:
     changed = []
-    for name in EnvironmentProfile.SECRETS:
+    for name in type(profile).SECRETS:
         stored = getattr(profile, f"{name}_ct")
         if not stored:
             continue
@@ -72,7 +77,8 @@ def _rotate_profile(profile, ring, report: RotationReport, *, write: bool) -> No
         try:
             plaintext = profile.get_secret(name)
         except encryption.CredentialDecryptionError:
-            report.failures.append(f"profile {profile.uuid} field {name}")
+            label = type(profile)._meta.model_name.replace("environmentprofile", "profile")
+            report.failures.append(f"{label} {profile.uuid} field {name}")
             continue
         if kid == ring.primary:
             continue

@@ -318,3 +318,18 @@ def test_the_admin_keeps_destination_urls_write_only(admin_client):
                       {"name": "Slack", "kind": "slack", "url": ""})
     saved.refresh_from_db()
     assert saved.get_secret("url").endswith("SECRETPART")  # empty keeps what is stored
+
+
+def test_key_rotation_re_encrypts_destination_urls(settings):
+    from runs import encryption
+    from runs.rotation import rotate_credentials
+
+    old = encryption.key_ring().primary
+    saved = destination(Destination.Kind.SLACK, url="https://hooks.slack.com/services/T/B/x")
+    assert encryption.kid_of(saved.url_ct) == old
+    new = encryption.generate_key("new1")
+    settings.CREDENTIALS_ENCRYPTION_KEYS = f"{new},{settings.CREDENTIALS_ENCRYPTION_KEYS}"
+    report = rotate_credentials()
+    saved.refresh_from_db()
+    assert report.rotated == 1 and encryption.kid_of(saved.url_ct) == "new1"
+    assert saved.get_secret("url") == "https://hooks.slack.com/services/T/B/x"

@@ -45,16 +45,16 @@ class Destination(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
 
-    def _context(self, name: str) -> dict[str, str]:
+    def _encryption_context(self, name: str) -> dict[str, str]:
         return {"model": self._meta.label_lower, "row": str(self.uuid), "field": name}
 
     def set_secret(self, name: str, value: str) -> None:
-        setattr(self, f"{name}_ct", encryption.encrypt(value, **self._context(name)) if value
-                else "")
+        stored = encryption.encrypt(value, **self._encryption_context(name)) if value else ""
+        setattr(self, f"{name}_ct", stored)
 
     def get_secret(self, name: str) -> str:
         stored = getattr(self, f"{name}_ct")
-        return encryption.decrypt(stored, **self._context(name)) if stored else ""
+        return encryption.decrypt(stored, **self._encryption_context(name)) if stored else ""
 
     def has_secret(self, name: str) -> bool:
         return bool(getattr(self, f"{name}_ct"))
