@@ -217,6 +217,11 @@ def test_it_reruns_a_failed_run(client, alice, profile):
     assert body["rerun_of"] == run.pk and body["parameters"] == {"REGION": "emea"}
     assert body["via_token"] == "retry bot"
     assert retried.status_code == 200 and retried.json()["id"] == body["id"]
+    with responses.RequestsMock() as mock:  # the same key on a start is another request
+        mock.post(f"{BASE}/scheduler/startRun", json={"runCounter": 33})
+        started = call(client, "post", "/runs", token, {"environment": profile.pk,
+                                                        "job_id": "7"}, **{"Idempotency-Key": "r1"})
+    assert started.status_code == 201 and started.json()["id"] != body["id"]
     completed = make_run(profile, alice, run_counter=40, coalesce_status="completed")
     refused = call(client, "post", f"/runs/{completed.pk}/rerun", token, {})
     assert refused.status_code == 409 and refused.json()["code"] == "not_rerunnable"

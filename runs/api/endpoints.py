@@ -59,10 +59,12 @@ def _runnable_run(request, pk: int) -> Run:
     return run
 
 
-def _submit_token(request, key: str | None) -> uuid.UUID:
+def _submit_token(request, key: str | None, operation: str) -> uuid.UUID:
+    """The run's one-time submit token: random, or derived from the caller's key, the
+    person and the operation (a start's key never answers a rerun, nor another's key)."""
     if not key:
         return uuid.uuid4()
-    return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{request.user.pk}:{key}")
+    return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{request.user.pk}:{operation}:{key}")
 
 
 def _invalid(form) -> ApiError:
@@ -107,7 +109,7 @@ def start_run(request, payload: StartRunIn, idempotency_key: str | None = Idempo
         "exclude_selector": payload.exclude_selector,
         "parallelism": str(profile.default_parallelism if parallelism is None else parallelism),
         "confirm_name": payload.confirm_name,
-        "submit_token": str(_submit_token(request, idempotency_key)),
+        "submit_token": str(_submit_token(request, idempotency_key, "start")),
     })
     for name in ("force", "refresh_all", "notify"):
         if getattr(payload, name):
@@ -133,7 +135,7 @@ def rerun_run(request, payload: RerunIn, run_id: int = RunId,
         raise ApiError(409, "not_rerunnable", refusal)
     parameters = run.parameters if payload.parameters is None else payload.parameters
     data = QueryDict(mutable=True)
-    data["submit_token"] = str(_submit_token(request, idempotency_key))
+    data["submit_token"] = str(_submit_token(request, idempotency_key, f"rerun {run.pk}"))
     form = RerunForm(_with_parameters(data, parameters))
     if not form.is_valid():
         raise _invalid(form)
