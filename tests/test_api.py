@@ -227,6 +227,15 @@ def test_it_reruns_a_failed_run(client, alice, profile):
     assert refused.status_code == 409 and refused.json()["code"] == "not_rerunnable"
 
 
+def test_an_unknown_address_or_method_is_a_json_error(client, alice):
+    token = make_token(alice)
+    missing = call(client, "get", "/nothing-here", token)
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    wrong = call(client, "delete", "/runs", token)
+    assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
+    assert "GET" in wrong["Allow"]
+
+
 # --- the description ---
 
 
