@@ -3,7 +3,9 @@
 One scenario, run through the real admin with every log record captured at DEBUG (SQL
 included): save a Basic, a KeyPair (encrypted key) and an OAuth profile, re-display forms
 with errors while they hold secrets, open the changelist, change and history pages, run
-"Test connection" against a Coalesce that echoes the token and a PEM in a 500 page, and
+"Test connection" against a Coalesce that echoes the token and a PEM in a 500 page, start
+runs through the form and through the JSON API (with a token made on its page) while
+notifications of every event go to Slack, a signed webhook and email, and
 dump the database; and one request crashes (a 500) with the decrypted credentials in its
 local variables while Django's mail_admins handler is attached. The scenario runs once per
 module, inside a transaction rolled back at its end, and keeps what it produced as plain text:
