@@ -333,3 +333,21 @@ def test_key_rotation_re_encrypts_destination_urls(settings):
     saved.refresh_from_db()
     assert report.rotated == 1 and encryption.kid_of(saved.url_ct) == "new1"
     assert saved.get_secret("url") == "https://hooks.slack.com/services/T/B/x"
+
+
+def test_a_delivery_whose_task_was_lost_is_queued_again(alice, profile):
+    import io
+
+    from django.core.management import call_command
+
+    rule(profile, destination(Destination.Kind.WEBHOOK, url="https://hooks.example.com/x"),
+         "failed")
+    events.outcome_changed(failed_run(profile, alice), "running")
+    DBTaskResult.objects.all().delete()  # the worker died with the task
+    out = io.StringIO()
+    call_command("requeue_notifications", stdout=out)
+    assert "0 notification(s)" in out.getvalue()  # not overdue yet
+    Delivery.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=5))
+    call_command("requeue_notifications", stdout=out)
+    assert "1 notification(s) queued again." in out.getvalue()
+    assert DBTaskResult.objects.filter(task_path__endswith="send_delivery").count() == 1

@@ -45,6 +45,20 @@ def claim(pk: int, now) -> bool:
                                    attempts=F("attempts") + 1) == 1
 
 
+def requeue_stranded(now=None) -> int:
+    """Queue again the pending deliveries whose task was lost (a worker killed mid-send
+    leaves its claim to expire and nothing queued). Returns how many were queued; a
+    delivery queued twice is still sent once (the claim)."""
+    now = now or timezone.now()
+    stranded = Delivery.objects.filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+        status=Delivery.Status.PENDING, next_attempt_at__lt=now - CLAIM_FOR)
+    pks = list(stranded.values_list("pk", flat=True)[:1000])
+    for pk in pks:
+        send_delivery.enqueue(pk)
+    return len(pks)
+
+
 def deliver(pk: int) -> str:
     now = timezone.now()
     if not claim(pk, now):
