@@ -43,6 +43,7 @@ def run_form_context(request: AuthenticatedHttpRequest, form: RunForm) -> dict:
     profile = _chosen(request, form)
     if profile is not None:
         catalogue.request_refresh(profile)  # only when missing or older than the setting
+        _preview_as_you_type(form)
     query = request.POST.get("node_q", "") if request.method == "POST" else ""
     return {
         "profile": profile,
@@ -57,6 +58,16 @@ def run_form_context(request: AuthenticatedHttpRequest, form: RunForm) -> dict:
         "job_suggestions": run_form.job_suggestions(profile),
         "may_force": request.user.has_perm("runs.force_run"),
     }
+
+
+def _preview_as_you_type(form: RunForm) -> None:
+    """The selector boxes (and the job ID) refresh the preview while the analyst types."""
+    attrs = {"hx-get": reverse("runs:selector_preview"), "hx-target": "#selector-preview",
+             "hx-swap": "outerHTML", "hx-trigger": "input changed delay:300ms",
+             "hx-include": "#id_environment, #id_job_id, #id_include_selector, "
+                           "#id_exclude_selector"}
+    for name in ("include_selector", "exclude_selector"):
+        form.fields[name].widget.attrs.update(attrs)
 
 
 def pick_node(profile: EnvironmentProfile, action: str, initial: dict) -> str:

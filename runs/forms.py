@@ -461,6 +461,9 @@ class RunForm(ParameterRowsForm):
 class PresetForm(forms.Form):
     """Save the run form as a named preset (the run form's other fields come along)."""
 
+    # Inside the run form: a `required` name would stop the browser from starting a run.
+    use_required_attribute = False
+
     preset_name = forms.CharField(
         label="Preset name", max_length=100,
         error_messages={"required": "Give the preset a name to save it."})

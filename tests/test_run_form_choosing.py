@@ -241,3 +241,21 @@ def test_jobs_used_before_are_suggested(alice_client, alice, sim):
     page = alice_client.get(NEW_URL, {"environment": sim.pk}).content.decode()
 
     assert '<option value="55">' in page
+
+
+def test_admins_see_presets(admin_client, alice, sim):
+    Preset.objects.create(profile=sim, owner=alice, name="Nightly marts")
+
+    page = admin_client.get("/admin/runs/preset/").content.decode()
+
+    assert "Nightly marts" in page
+
+
+def test_the_run_page_says_the_preview_matched(alice_client, alice, sim):
+    run = make_run(sim, alice, include_selector="{ A }", coalesce_status="completed",
+                   results=[{"node_id": "x1", "name": "A"}, {"node_id": "x2", "name": "B"}])
+    RunPreview.objects.create(run=run, node_ids=["x1", "x2"])
+
+    page = alice_client.get(run.get_absolute_url()).content.decode()
+
+    assert "Preview matched: 2 nodes" in page
