@@ -145,10 +145,15 @@ def job_check(request: AuthenticatedHttpRequest):
     """What Coalesce says about the typed job ID (htmx). Never blocks the run."""
     profile = _profile(request, request.GET.get("environment"))
     job_id = request.GET.get("job_id", "").strip()
-    job, problem = None, ""
+    job, problem, count = None, "", None
     if profile is not None and job_id.isdigit():
         job, problem = service.check_job(profile, job_id)
-    return render(request, FRAGMENTS + "job-check", {"job": job, "job_problem": problem})
+    if job is not None and (job.include_selector or job.exclude_selector):
+        # Where the node list can tell: what the job's own selectors match.
+        found = run_form.preview_for(profile, job.include_selector, job.exclude_selector)
+        count = found.preview.count if found.preview is not None else None
+    return render(request, FRAGMENTS + "job-check",
+                  {"job": job, "job_problem": problem, "job_node_count": count})
 
 
 @login_required

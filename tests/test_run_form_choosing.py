@@ -217,6 +217,7 @@ def test_the_job_check_names_the_job(alice_client, sim):
                             {"environment": sim.pk, "job_id": "101"}).content.decode()
 
     assert "Daily marts" in page and "{ location: MART nodeType: Fact }" in page
+    assert "27 nodes in the node list" in page  # the facts of the 300-node catalogue
 
 
 def test_the_job_check_reads_404_as_no_such_job(alice_client, sim):
@@ -259,3 +260,13 @@ def test_the_run_page_says_the_preview_matched(alice_client, alice, sim):
     page = alice_client.get(run.get_absolute_url()).content.decode()
 
     assert "Preview matched: 2 nodes" in page
+
+
+def test_the_refresh_link_answers_htmx_with_the_status_line(alice_client, sim):
+    response = alice_client.post(reverse("runs:refresh_catalogue"), {"environment": sim.pk},
+                                 headers={"HX-Request": "true"})
+
+    page = response.content.decode()
+    assert page.lstrip().startswith('<p id="catalogue-status"')
+    assert "refreshing…" in page  # and it polls until the worker is done
+    assert 'hx-trigger="load delay:2s"' in page
