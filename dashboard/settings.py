@@ -211,6 +211,8 @@ TASKS = {
 # How often the sweep refreshes the runs that are not finished, and when it gives up.
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", "10")
 SWEEP_MAX_AGE_HOURS = env_int("SWEEP_MAX_AGE_HOURS", "48")
+# The run form asks the worker to refresh an environment's node list older than this.
+NODE_CATALOGUE_MAX_AGE_SECONDS = env_int("NODE_CATALOGUE_MAX_AGE_SECONDS", "3600")
 
 # --- The JSON API and links in messages ---
 # Requests per minute per personal access token; more get a 429 with Retry-After.

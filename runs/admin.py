@@ -9,7 +9,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from runs import audit, service, tokens
 from runs.forms import ProfileForm
 from runs.http import client_ip
-from runs.models import ApiToken, AuditEntry, EnvironmentProfile, Run, RunEvent
+from runs.models import ApiToken, AuditEntry, EnvironmentProfile, Preset, Run, RunEvent
 
 SECRET_ACTIONS = {
     "stored": audit.Action.CREDENTIAL_STORED,
@@ -189,6 +189,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
         count = sum(tokens.revoke(token, by=request.user, ip=ip)
                     for token in queryset.select_related("user"))
         self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)
+
+@admin.register(Preset)
+class PresetAdmin(admin.ModelAdmin):
+    """Saved run forms: admins can see, rename, unshare or delete them (never a force
+    option: presets have none)."""
+
+    list_display = ("name", "profile", "owner", "shared", "job_id", "updated_at")
+    list_filter = ("profile", "shared")
+    search_fields = ("name", "owner__username", "include_selector", "exclude_selector")
+    raw_id_fields = ("owner",)
+    readonly_fields = ("created_at", "updated_at")
 
 
 from runs.notifications import admin as notifications_admin  # noqa: E402, F401 (registers)

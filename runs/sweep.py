@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from runs import preview_check
 from runs.coalesce import CoalesceError, FailureKind, RunSummary, client_for
 from runs.models import TERMINAL, EnvironmentProfile, Outcome, Run, RunEvent, SweepState
 from runs.notifications import events as notifications
@@ -195,6 +196,7 @@ class _Writes:
             RunEvent.objects.bulk_create(self.events, batch_size=WRITE_BATCH)
             for run, previous in self.outcomes:
                 notifications.outcome_changed(run, previous)
+        preview_check.log_mismatches(self.finished)
 
 
 def _update_run(client, run: Run, summary: RunSummary, writes: _Writes,
