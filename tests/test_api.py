@@ -79,6 +79,24 @@ def test_the_size_limits_apply(client, alice, profile):
     assert "parallelism" in response.json()["errors"]
 
 
+def test_a_parameter_without_a_name_is_a_422_naming_it(client, alice, profile):
+    token = make_token(alice)
+    with responses.RequestsMock():
+        response = start(client, token, profile, job_id="7", parameters={"A": "1", "": "x"})
+    assert response.status_code == 422
+    assert response.json()["errors"]["parameters"] == ["Parameter 2: Give this parameter a name."]
+
+
+def test_selector_warnings_need_start_anyway(client, alice, sim, simulator):
+    token = make_token(alice)
+    selector = "{ name: A || name: B }"
+    warned = start(client, token, sim, include_selector=selector)
+    assert warned.status_code == 422 and warned.json()["code"] == "selector_warnings"
+    assert "include_selector" in warned.json()["errors"] and Run.objects.count() == 0
+    started = start(client, token, sim, include_selector=selector, start_anyway=True)
+    assert started.status_code == 201
+
+
 def test_forcing_needs_the_permission_and_the_name(client, alice, profile):
     token = make_token(alice)
     with responses.RequestsMock():

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import QueryDict
 from ninja import Header, Path, Query, Router, Status
 
-from runs import service
+from runs import run_form, service
 from runs.api.auth import ApiError, require_scope
 from runs.api.schemas import (
     MAX_ID,
@@ -72,11 +72,13 @@ def _invalid(form) -> ApiError:
               for field, items in form.errors.get_json_data().items()}
     problems = [f"{field}: {text}" if field != "__all__" else text
                 for field, texts in errors.items() for text in texts]
-    extra = getattr(form, "parameter_errors", [])
-    if extra:
-        errors["parameters"] = list(extra)
-        problems += extra
-    return ApiError(422, "invalid", " ".join(problems), errors=errors)
+    # The forms keep parameter problems apart, by row (0-based), in the order sent.
+    rows = sorted(getattr(form, "parameter_errors", {}).items())
+    if rows:
+        errors["parameters"] = [f"Parameter {i + 1}: {message}" for i, message in rows]
+        problems += errors["parameters"]
+    return ApiError(422, "invalid", " ".join(problems) or "The request is not valid.",
+                    errors=errors)
 
 
 def _with_parameters(data: QueryDict, parameters: dict[str, str]) -> QueryDict:
@@ -117,7 +119,18 @@ def start_run(request, payload: StartRunIn, idempotency_key: str | None = Idempo
     form = RunForm(_with_parameters(data, payload.parameters), user=user)
     if not form.is_valid():
         raise _invalid(form)
-    run, created = service.start_run(form.run_request(), user=user, client_ip=client_ip(request),
+    warnings = form.warnings()
+    if warnings and not payload.start_anyway:
+        # As on the page: nothing is sent until the caller has seen these warnings.
+        raise ApiError(422, "selector_warnings",
+                       " ".join(message for _, message in warnings)
+                       + " Send again with \"start_anyway\": true to start it as it is.",
+                       errors={name: [message] for name, message in warnings})
+    cleaned = form.cleaned_data
+    preview = run_form.stored_preview(cleaned["environment"], cleaned["include_selector"],
+                                      cleaned["exclude_selector"], cleaned["job_id"])
+    run, created = service.start_run(form.run_request(**preview), user=user,
+                                     client_ip=client_ip(request),
                                      submit_token=form.cleaned_data["submit_token"],
                                      via_token=token.name)
     return Status(201 if created else 200, run_detail_json(request, run))

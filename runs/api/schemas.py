@@ -34,6 +34,8 @@ class StartRunIn(Schema):
                               "selector, which refreshes the entire environment.")
     parameters: dict[str, str] = Field(default_factory=dict)
     notify: bool = Field(False, description="Email the token's owner when the run ends.")
+    start_anyway: bool = Field(False, description="Start despite the selector warnings a "
+                               "first attempt answered with (code selector_warnings).")
 
     model_config = {"json_schema_extra": {"examples": [
         {"environment": 1, "job_id": "3", "parameters": {"REGION": "emea"}}]}}
