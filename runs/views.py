@@ -149,6 +149,8 @@ def _initial(request: AuthenticatedHttpRequest, state) -> tuple[dict, list[tuple
     initial = {name: state.get(name, "") for name in STATE_FIELDS}
     initial["force"] = bool(state.get("force"))
     initial["refresh_all"] = bool(state.get("refresh_all"))
+    if "form_action" in state:  # a reshaped page keeps the box as the person left it
+        initial["notify"] = bool(state.get("notify"))
     initial["submit_token"] = _token_from(state.get("submit_token"))
     initial["preset"] = state.get("preset", "")
     rows = _posted_rows(state)

@@ -451,3 +451,26 @@ def test_it_sends_anonymous_visitors_of_a_run_to_log_in(client, alice, profile):
 
     assert response.status_code == 302
     assert response.url.startswith(reverse("login"))
+
+
+def test_notify_me_is_on_the_form_ticked_by_my_settings_and_kept_on_reshape(alice, alice_client,
+                                                                            profile, coalesce):
+    from runs.notifications.models import NotificationPreference, RunSubscription
+
+    box = 'name="notify"'
+    page = alice_client.get(NEW_URL).content.decode()
+    assert "Notify me when this run ends" in page
+    assert re.search(r'<input[^>]*name="notify"[^>]*checked', page) is None
+
+    NotificationPreference.objects.create(user=alice, notify_by_default=True)
+    page = alice_client.get(NEW_URL).content.decode()
+    assert re.search(r'<input[^>]*name="notify"[^>]*checked', page)
+
+    # Adding a parameter row keeps the box as the person left it (unticked here).
+    reshaped = alice_client.post(NEW_URL, {**run_form(profile), "form_action": "add_param"})
+    assert box in reshaped.content.decode()
+    assert re.search(r'<input[^>]*name="notify"[^>]*checked', reshaped.content.decode()) is None
+
+    started(coalesce, run_counter=55)
+    alice_client.post(NEW_URL, {**run_form(profile), "notify": "on"})
+    assert RunSubscription.objects.filter(run=Run.objects.get(), user=alice).exists()
