@@ -177,12 +177,19 @@ if env_bool("SECURE_PROXY_SSL_HEADER"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+# No script reads the CSRF cookie: htmx gets the token from base.html's hx-headers and
+# forms from their hidden field, so the cookie can be hidden from scripts.
+CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", str(8 * 60 * 60))
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 # Number of proxies in front of the app that append to X-Forwarded-For; 0 means use
 # REMOTE_ADDR. The run record and audit log store the client IP this setting yields.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", "0")
+
+# Optional key for the audit log's hash chain (runs.audit), kept outside the database:
+# with it, database access alone is not enough to rewrite the chain unnoticed.
+AUDIT_HMAC_KEY = env_str("AUDIT_HMAC_KEY")
 
 # --- Credentials and Coalesce ---
 # Comma-separated "keyid:base64key" pairs, newest first. Never derived from SECRET_KEY,

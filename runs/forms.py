@@ -14,8 +14,10 @@ from django.forms.utils import flatatt
 from django.utils import timezone
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.views.decorators.debug import sensitive_variables
 
 from runs import private_keys, validators
+from runs.encryption import CredentialDecryptionError
 from runs.history import COALESCE_STATUSES, Cursor
 from runs.models import MAX_PARALLELISM, AuditEntry, EnvironmentProfile, Run
 from runs.service import RunRequest
@@ -206,6 +208,8 @@ class ProfileForm(forms.ModelForm):
                 self.add_error(name, f"{auth_type} authentication does not use a {label.lower()}; "
                                "leave this empty or change the auth type.")
 
+    # The typed key and passphrase are locals here: kept off Django's error pages.
+    @sensitive_variables()
     def _clean_key_pair(self) -> None:
         typed_key = self._typed("private_key")
         passphrase = self._typed("private_key_passphrase")
@@ -215,11 +219,19 @@ class ProfileForm(forms.ModelForm):
             self.add_error("private_key", "KeyPair authentication needs a private key.")
         elif passphrase:
             # A new passphrase for the stored key: it must open that key.
-            self._normalise(self.instance.get_secret("private_key"), passphrase)
+            try:
+                stored = self.instance.get_secret("private_key")
+            except CredentialDecryptionError:
+                self.add_error("private_key", "The stored private key cannot be decrypted with "
+                               "the configured keys, so a new passphrase cannot be checked "
+                               "against it. Paste the private key again with its passphrase.")
+                return
+            self._normalise(stored, passphrase)
         elif self.instance.private_key_encrypted and not self._will_have("private_key_passphrase"):
             self.add_error("private_key_passphrase", "The stored key is encrypted; it needs its "
                            "passphrase.")
 
+    @sensitive_variables()
     def _normalise(self, text: str, passphrase: str) -> None:
         try:
             self.normalised_key = private_keys.normalise_private_key(text, passphrase or None)
@@ -281,6 +293,38 @@ def _is_uuid(value: str | None) -> bool:
     return True
 
 
+# Size caps for what a run sends. Coalesce lists each run's selectors back to the sweep
+# (runs.sweep asks for DETAIL_PAGE detailed runs per call, under the client's 1 MiB cap),
+# and the history shows them: a few megabyte-sized selectors stopped following for a whole
+# environment and made every history page megabytes heavy.
+MAX_SELECTOR_CHARS = 4000
+MAX_PARAMETERS = 50
+MAX_PARAMETER_NAME_CHARS = 100
+MAX_PARAMETER_VALUE_CHARS = 1000
+
+
+def _parameter_problem(position: int, name: str, value: str) -> str | None:
+    if "\x00" in name or "\x00" in value:
+        # The database cannot store it (PostgreSQL text refuses NUL): a 500 otherwise.
+        return f"Row {position}: remove the null character (\\x00); it cannot be sent."
+    if len(name) > MAX_PARAMETER_NAME_CHARS:
+        return (f"Row {position}: a parameter name may have at most "
+                f"{MAX_PARAMETER_NAME_CHARS} characters (this one has {len(name)}).")
+    if len(value) > MAX_PARAMETER_VALUE_CHARS:
+        return (f"Row {position}: a parameter value may have at most "
+                f"{MAX_PARAMETER_VALUE_CHARS:,} characters (this one has {len(value):,}).")
+    return None
+
+
+def _clean_selector(value: str) -> str:
+    value = value.strip()
+    if len(value) > MAX_SELECTOR_CHARS:
+        raise ValidationError(
+            f"A selector may have at most {MAX_SELECTOR_CHARS:,} characters (this one has "
+            f"{len(value):,}). Select a job instead, or split the refresh into several runs.")
+    return value
+
+
 class ParameterRowsForm(forms.Form):
     """Parameters arrive as parallel lists param_name / param_value (rows the page can
     add and remove); clean() turns them into a dict of strings with unique names."""
@@ -310,13 +354,18 @@ class ParameterRowsForm(forms.Form):
             name = name.strip()
             if not name and not value:
                 continue  # an empty row left on the page
-            if not name:
+            if problem := _parameter_problem(position, name, value):
+                self.parameter_errors.append(problem)
+            elif not name:
                 self.parameter_errors.append(f"Row {position}: give the parameter a name.")
             elif name in parameters:
                 self.parameter_errors.append(f"Row {position}: “{name}” is already set above; "
                                              "parameter names must be unique.")
             else:
                 parameters[name] = value
+        if len(parameters) > MAX_PARAMETERS:
+            self.parameter_errors.append(f"At most {MAX_PARAMETERS} parameters can be sent "
+                                         f"with a run ({len(parameters)} are given).")
         if self.parameter_errors:
             # Added, not raised, so the other fields' checks still run and all problems
             # show at once.
@@ -372,15 +421,16 @@ class RunForm(ParameterRowsForm):
 
     def clean_job_id(self) -> str:
         value = self.cleaned_data["job_id"].strip()
-        if value and not value.isdigit():
+        # isascii: "²" and "١٢" are digits to str.isdigit, but not job IDs to Coalesce.
+        if value and not (value.isascii() and value.isdigit()):
             raise ValidationError("A job ID is a number, as shown in Coalesce (e.g. 3).")
         return value
 
     def clean_include_selector(self) -> str:
-        return self.cleaned_data["include_selector"].strip()
+        return _clean_selector(self.cleaned_data["include_selector"])
 
     def clean_exclude_selector(self) -> str:
-        return self.cleaned_data["exclude_selector"].strip()
+        return _clean_selector(self.cleaned_data["exclude_selector"])
 
     def clean(self):
         cleaned = super().clean()

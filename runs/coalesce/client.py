@@ -71,6 +71,8 @@ _READ_CHUNK = 64 * 1024
 # Only these userCredentials values are secret; the username, role and warehouse are not,
 # and scrubbing them would make Coalesce's error text harder to read.
 _SECRET_CREDENTIAL_KEYS = ("snowflakePassword", "snowflakeKeyPairKey", "snowflakeKeyPairPass")
+# The profile's secrets besides the API token (EnvironmentProfile.SECRETS).
+SNOWFLAKE_SECRETS = ("snowflake_password", "private_key", "private_key_passphrase")
 _MAY_HAVE_STARTED = "The run may have started: check Coalesce before starting it again."
 MAX_LIST_LIMIT = 1000
 TOKEN_UNREADABLE = ("The profile's API token cannot be decrypted with the configured keys, "
@@ -192,8 +194,22 @@ def client_for(profile, **options) -> Iterator[CoalesceClient]:
         token = profile.get_secret("api_token")
     except CredentialDecryptionError:
         raise CoalesceError(FailureKind.NOT_SENT, TOKEN_UNREADABLE) from None
-    with CoalesceClient(base_url, token, **options) as client:
+    with CoalesceClient(base_url, token, echoed_secrets=_snowflake_secrets(profile),
+                        **options) as client:
         yield client
+
+
+@sensitive_variables()
+def _snowflake_secrets(profile) -> tuple[str, ...]:
+    """The profile's Snowflake secrets, scrubbed from every answer of every call: Coalesce
+    quotes them in node errors and failure reasons long after the run was started."""
+    found = []
+    for name in SNOWFLAKE_SECRETS:
+        try:
+            found.append(profile.get_secret(name))
+        except CredentialDecryptionError:
+            continue  # not sendable either, so not echoed by anything we send now
+    return tuple(value for value in found if value)
 
 
 class CoalesceClient:
@@ -212,8 +228,10 @@ class CoalesceClient:
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         session: requests.Session | None = None,
+        echoed_secrets: tuple[str, ...] = (),
     ) -> None:
-        """`session`, when given, is used as is: its adapters decide the retry policy."""
+        """`session`, when given, is used as is: its adapters decide the retry policy.
+        `echoed_secrets` are scrubbed, with the token, from everything read back."""
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = float(
             settings.COALESCE_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
@@ -222,6 +240,7 @@ class CoalesceClient:
             settings.COALESCE_READ_TIMEOUT if read_timeout is None else read_timeout
         )
         self._token = token
+        self._secrets = (token, *echoed_secrets)
         self._session = session if session is not None else _new_session()
         self._session.auth = _BearerAuth(token)
         self._session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
@@ -286,7 +305,7 @@ class CoalesceClient:
             body["orgID"] = org_id
         if environment_id:
             body["environmentID"] = environment_id
-        with secrets_in_use(self._token):
+        with secrets_in_use(*self._secrets):
             self._call("POST", "/scheduler/cancelRun", json_body=body)
 
     def get_results(self, run_counter: int) -> list[NodeResult]:
@@ -296,7 +315,7 @@ class CoalesceClient:
         Raises CoalesceError: BAD_RESPONSE when the answer is not JSON or has no `data` list
         (a bare list is accepted), REJECTED/404 for an unknown run, RATE_LIMITED on a 429.
         """
-        with secrets_in_use(self._token):
+        with secrets_in_use(*self._secrets):
             answer = self._call("GET", f"/api/v1/runs/{checked_run_counter(run_counter)}/results")
             data = self._json(answer, starts_run=False)
             items = data.get("data") if isinstance(data, dict) else data
@@ -335,7 +354,7 @@ class CoalesceClient:
             params["runType"] = run_type
         if starting_from is not None and starting_from != "":
             params["startingFrom"] = str(starting_from)
-        with secrets_in_use(self._token):
+        with secrets_in_use(*self._secrets):
             answer = self._call("GET", "/api/v1/runs", params=params)
             data = self._json_object(answer, starts_run=False)
             items = data.get("data")
@@ -360,7 +379,7 @@ class CoalesceClient:
             for key in _SECRET_CREDENTIAL_KEYS
             if isinstance(value := credentials.get(key), str)
         ]
-        with secrets_in_use(self._token, *secrets):
+        with secrets_in_use(*self._secrets, *secrets):
             answer = self._call("POST", path, json_body=body, starts_run=True)
             data = self._json_object(answer, starts_run=True)
             counter = run_counter_of(data.get("runCounter"))
@@ -377,7 +396,7 @@ class CoalesceClient:
         A 429 is not retried: the test reports what Coalesce says right now.
         """
         params = {"limit": "1", "orderBy": "id", "orderByDirection": "desc", "detail": "false"}
-        with secrets_in_use(self._token):
+        with secrets_in_use(*self._secrets):
             answer = self._call("GET", "/api/v1/runs", params=params)
             data = self._json_object(answer, starts_run=False)
             if not isinstance(data.get("data"), list):
