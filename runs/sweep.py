@@ -220,7 +220,7 @@ def _valid(listing: list[RunSummary], profile, now: datetime,
     for summary in listing:
         problem = _unstorable(summary)
         if problem:
-            note = f"{profile.name}: skipped Coalesce run {str(summary.run_counter)[:30]}: {problem}"
+            note = f"{profile.name}: skipped Coalesce run {summary.run_counter}: {problem}"
             report.errors.append(note)
             logger.warning("Sweep of %s", note)
             continue
