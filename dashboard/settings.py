@@ -13,6 +13,7 @@ request is served. Every variable is documented in README.md and .env.example.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -80,6 +81,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_tasks",
     "django_tasks_db",
+    "axes",
     "runs",
 ]
 
@@ -93,6 +95,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised during login into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -140,6 +144,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out account or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- Login protection (django-axes) ---
+# After LOGIN_FAILURE_LIMIT failures, the account AND, separately, the client address are
+# locked for LOGIN_LOCKOUT_MINUTES (counted per account and per address, so one address
+# trying many names and many addresses trying one name are both stopped). Admins unlock
+# from the admin (Axes > Access attempts: delete the entry).
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", "5")
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# The address as TRUSTED_PROXY_COUNT says, the same one the audit log records.
+AXES_CLIENT_IP_CALLABLE = "runs.http.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Our audit log records logins; axes' own per-login log would be a second copy.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"

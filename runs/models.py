@@ -484,6 +484,7 @@ class AuditEntry(models.Model):
         RUN_RERUN = "run_rerun", "Failed nodes rerun"
         LOGIN_SUCCEEDED = "login_succeeded", "Login succeeded"
         LOGIN_FAILED = "login_failed", "Login failed"
+        LOGIN_LOCKED_OUT = "login_locked_out", "Login locked out"
 
     seq = models.PositiveBigIntegerField(unique=True, editable=False)
     at = models.DateTimeField(default=timezone.now, editable=False)

@@ -406,3 +406,55 @@ def test_the_stand_in_really_echoes(hostile, alice, analysts):
     results = requests.get(url, timeout=5).text
     assert PASSWORD in results and TOKEN in results
     assert encodings(PASSWORD)["url-encoded"] in results
+
+
+# --- M3: login lockouts, and no more audit flooding ---
+
+
+def _try_login(client, username, password="wrong"):
+    return client.post(reverse("login"), {"username": username, "password": password})
+
+
+def test_m3_an_account_is_locked_after_five_failures_even_with_the_right_password(alice):
+    for n in range(5):
+        Client(REMOTE_ADDR=f"10.0.0.{n}").post(
+            reverse("login"), {"username": "alice", "password": "wrong"})
+    response = _try_login(Client(REMOTE_ADDR="10.0.1.1"), "alice", "alice-password")
+    assert response.status_code == 429
+    assert "Login locked" in response.content.decode()
+    assert "_auth_user_id" not in response.client.session
+
+
+def test_m3_an_address_is_locked_after_five_failures_whatever_the_names(alice):
+    client = Client(REMOTE_ADDR="10.0.0.9")
+    for n in range(5):
+        _try_login(client, f"guess{n}")
+    assert _try_login(client, "alice", "alice-password").status_code == 429
+    # Another address may still log in as alice.
+    assert _try_login(Client(REMOTE_ADDR="10.0.0.10"), "alice",
+                      "alice-password").status_code == 302
+
+
+def test_m3_an_admin_unlocks_from_the_admin(alice, admin_client):
+    from axes.models import AccessAttempt
+
+    for _ in range(5):
+        _try_login(Client(REMOTE_ADDR="10.0.0.9"), "alice")
+    attempts = AccessAttempt.objects.all()
+    assert attempts.exists()
+    changelist = reverse("admin:axes_accessattempt_changelist")
+    assert admin_client.get(changelist).status_code == 200
+    admin_client.post(changelist, {"action": "delete_selected", "post": "yes",
+                                   "_selected_action": [a.pk for a in attempts]})
+    assert _try_login(Client(REMOTE_ADDR="10.0.0.9"), "alice",
+                      "alice-password").status_code == 302
+
+
+def test_m3_forty_failures_make_a_handful_of_audit_entries(alice):
+    for n in range(40):
+        _try_login(Client(REMOTE_ADDR="10.0.0.9"), "alice" if n % 2 else f"guess{n % 6}")
+    actions = list(AuditEntry.objects.values_list("action", "actor"))
+    failed = [actor for action, actor in actions if action == "login_failed"]
+    assert len(failed) == len(set(failed)) <= 5  # one per account name in the window
+    assert [a for a, _ in actions].count("login_locked_out") == 1
+    assert audit.verify_chain().ok
