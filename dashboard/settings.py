@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_tasks_db",
     "axes",
+    "csp",
     "runs",
 ]
 
@@ -94,6 +95,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "runs.middleware.NoStoreMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes asks: it turns a lockout raised during login into its page.
     "axes.middleware.AxesMiddleware",
@@ -209,6 +212,24 @@ CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", str(8 * 60 * 60))
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp): scripts and styles only from our own origin, no
+# inline code anywhere, the Django admin included (its scripts are files). htmx would
+# inject an inline <style> for its indicators; base.html turns that off with htmx-config.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
 # Number of proxies in front of the app that append to X-Forwarded-For; 0 means use
 # REMOTE_ADDR. The run record and audit log store the client IP this setting yields.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", "0")
@@ -261,6 +282,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # Replace Django's default handlers for its own loggers (an unfiltered console and
     # mail_admins), so every record, request errors included, passes the scrubber.
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # django-axes logs every login at INFO; the audit log already has them.
+        "axes": {"level": "WARNING"},
+    },
 }
 DEFAULT_EXCEPTION_REPORTER_FILTER = "runs.redaction.SecretsExceptionReporterFilter"

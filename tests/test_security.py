@@ -458,3 +458,20 @@ def test_m3_forty_failures_make_a_handful_of_audit_entries(alice):
     assert len(failed) == len(set(failed)) <= 5  # one per account name in the window
     assert [a for a, _ in actions].count("login_locked_out") == 1
     assert audit.verify_chain().ok
+
+
+# --- headers: CSP and caching ---
+
+
+def test_every_page_has_a_strict_policy(client, alice_client, admin_client):
+    for c, url in ((client, reverse("login")), (alice_client, reverse("runs:list")),
+                   (admin_client, reverse("admin:index"))):
+        policy = c.get(url).headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+
+
+def test_authenticated_pages_and_exports_are_not_stored(alice_client, admin_client):
+    for c, url in ((alice_client, reverse("runs:list")), (alice_client, reverse("runs:export")),
+                   (admin_client, reverse("runs:audit_export")),
+                   (admin_client, reverse("admin:index"))):
+        assert "no-store" in c.get(url).headers["Cache-Control"], url
