@@ -204,6 +204,8 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", "false" if DEBUG else "tru
 # X-Forwarded-Proto (only when the proxy overwrites that header).
 if env_bool("SECURE_PROXY_SSL_HEADER"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Probes and scrapers inside the network may speak plain http to these.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 # No script reads the CSRF cookie: htmx gets the token from base.html's hx-headers and
@@ -265,17 +267,26 @@ TASKS = {
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", "10")
 SWEEP_MAX_AGE_HOURS = env_int("SWEEP_MAX_AGE_HOURS", "48")
 
+# The bearer token a Prometheus scraper sends to /metrics; unset, /metrics answers 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+# "plain" (one readable line per record) or "json" (one JSON object per line).
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"scrub_secrets": {"()": "runs.redaction.ScrubSecretsFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "runs.log_format.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["scrub_secrets"],
         },
     },

@@ -530,3 +530,20 @@ class SweepState(models.Model):
 
     def __str__(self) -> str:
         return f"Follow state of {self.profile}"
+
+
+class Metric(models.Model):
+    """A number for /metrics, shared by every process (web workers and the task worker)
+    because it lives in the database: counters (`value` grows) and last-seen values (the
+    sweep's heartbeat and duration). Written by runs.metrics only."""
+
+    name = models.CharField(max_length=64)
+    labels = models.CharField(max_length=200, blank=True)  # Prometheus text: a="x",b="y"
+    value = models.FloatField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "labels"], name="metric_key")]
+
+    def __str__(self) -> str:
+        return f"{self.name}{{{self.labels}}} {self.value:g}"

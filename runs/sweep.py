@@ -16,6 +16,7 @@ a worker that dies mid-sweep leaves nothing locked; the claim simply expires.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from runs import metrics
 from runs.coalesce import CoalesceError, FailureKind, RunSummary, client_for
 from runs.models import TERMINAL, EnvironmentProfile, Run, RunEvent, SweepState
 from runs.results import parse_datetime, results_to_json
@@ -66,6 +68,7 @@ class SweepReport:
 def sweep(*, now: datetime | None = None, interval: float | None = None) -> SweepReport:
     """Refresh every environment that has active runs and that no other worker has
     claimed in this interval. Safe to call from several processes at once."""
+    started = time.monotonic()
     now = now or timezone.now()
     interval = settings.SWEEP_INTERVAL_SECONDS if interval is None else interval
     report = SweepReport()
@@ -75,6 +78,7 @@ def sweep(*, now: datetime | None = None, interval: float | None = None) -> Swee
         if claim_environment(profile, now, interval):
             report.environments += 1
             _sweep_isolated(profile, now, report)
+    metrics.sweep_finished(time.monotonic() - started)
     return report
 
 

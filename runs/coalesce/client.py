@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.dispatch import Signal
 from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
@@ -71,6 +72,9 @@ _READ_CHUNK = 64 * 1024
 # Only these userCredentials values are secret; the username, role and warehouse are not,
 # and scrubbing them would make Coalesce's error text harder to read.
 _SECRET_CREDENTIAL_KEYS = ("snowflakePassword", "snowflakeKeyPairKey", "snowflakeKeyPairPass")
+# Sent after every call with method, path (no query string) and outcome (the HTTP status,
+# or the failure kind when there was no answer).
+coalesce_called = Signal()
 # The profile's secrets besides the API token (EnvironmentProfile.SECRETS).
 SNOWFLAKE_SECRETS = ("snowflake_password", "private_key", "private_key_passphrase")
 _MAY_HAVE_STARTED = "The run may have started: check Coalesce before starting it again."
@@ -450,6 +454,9 @@ class CoalesceClient:
             elapsed_ms = round((time.monotonic() - started) * 1000)
             # The path only: no query string, body, headers or token.
             logger.info("%s %s -> %s in %d ms", method, path, outcome, elapsed_ms)
+            # For the metrics (runs.metrics); a receiver's failure never fails the call.
+            coalesce_called.send_robust(CoalesceClient, method=method, path=path,
+                                        outcome=outcome)
 
     def _answer(self, response: requests.Response, *, starts_run: bool) -> _Answer:
         status = response.status_code
