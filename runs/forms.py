@@ -116,10 +116,13 @@ class ProfileForm(forms.ModelForm):
             "allowed_groups",
             "snowflake_auth_type",
             "snowflake_username",
+            "snowflake_password_is_pat",
+            "snowflake_pat_expires_on",
             "snowflake_warehouse",
             "snowflake_role",
         ]
         widgets = {
+            "snowflake_pat_expires_on": forms.DateInput(attrs={"type": "date"}),
             "base_url": DatalistInput(validators.OFFICIAL_BASE_URLS, "coalesce-base-urls"),
         }
         help_texts = {
@@ -189,7 +192,18 @@ class ProfileForm(forms.ModelForm):
             self.add_error("snowflake_password", "Basic authentication needs a password.")
         if auth_type == AuthType.KEYPAIR:
             self._clean_key_pair()
+        self._clean_pat(auth_type)
         return cleaned
+
+    def _clean_pat(self, auth_type: str | None) -> None:
+        is_pat = self.cleaned_data.get("snowflake_password_is_pat")
+        expires_on = self.cleaned_data.get("snowflake_pat_expires_on")
+        if (is_pat or expires_on) and auth_type != AuthType.BASIC:
+            self.add_error("snowflake_password_is_pat", "Only Basic authentication uses a "
+                           "programmatic access token; untick this or choose Basic.")
+        elif expires_on and not is_pat:
+            self.add_error("snowflake_password_is_pat", "An expiry date is for a programmatic "
+                           "access token: tick this box, or clear the date.")
 
     def _typed(self, name: str) -> str:
         return self.cleaned_data.get(name) or ""
@@ -419,6 +433,8 @@ class RunForm(ParameterRowsForm):
             data["submit_token"] = str(uuid.uuid4())
         super().__init__(data, *args, **kwargs)
         self.fields["environment"].queryset = EnvironmentProfile.objects.runnable_by(user)
+        # "Production (PAT expires in 9 days: renew it soon)": seen before choosing.
+        self.fields["environment"].label_from_instance = EnvironmentProfile.label_with_pat_note
         if not user.has_perm("runs.force_run"):
             # Not shown at all; the view refuses a forged POST that carries it.
             del self.fields["force"], self.fields["confirm_name"]
@@ -569,6 +585,11 @@ STATUS_CHOICES = [
 ]
 
 
+# What EnvironmentProfile.label_with_pat_note reads.
+PAT_LABEL_FIELDS = ("pk", "name", "snowflake_auth_type", "snowflake_password_is_pat",
+                    "snowflake_pat_expires_on")
+
+
 class RunFilterForm(DateRangeForm):
     """The history's query string. The environments offered are `profiles`, the people
     those who started one of `runs`: the viewer never sees a choice they may not use."""
@@ -594,9 +615,10 @@ class RunFilterForm(DateRangeForm):
         # Each list is read once, and only if the form is rendered or that filter is set
         # (an htmx page of rows needs neither). Plain queries: a ModelChoiceField would
         # build model instances and, on PostgreSQL, open a server-side cursor for each.
-        environments = profiles.order_by("name").values_list("pk", "name")
-        self.fields["environment"].choices = cache(
-            lambda: [("", "All environments"), *environments])
+        environments = profiles.order_by("name").only(*PAT_LABEL_FIELDS)
+        self.fields["environment"].choices = cache(lambda: [
+            ("", "All environments"),
+            *((p.pk, p.label_with_pat_note()) for p in environments)])
         # An EXISTS probe per person on an index that starts with created_by, where a
         # DISTINCT would read every run. (For analysts the probe also narrows by profile:
         # the index run_user_profile_newest serves that.)

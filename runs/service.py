@@ -205,6 +205,7 @@ def _audit_details(run: Run) -> dict:
 @sensitive_variables()
 def _send(run: Run, attempt: Attempt) -> None:
     try:
+        _refuse_expired_pat(attempt.req.profile)
         with client_for(attempt.req.profile) as client:
             try:
                 body = attempt.body(reveal_secrets=True)
@@ -217,6 +218,16 @@ def _send(run: Run, attempt: Attempt) -> None:
         _record_failure(run, exc)
     else:
         _finish(run, Run.Status.STARTED, run_counter=started.run_counter, run_link=link)
+
+
+def _refuse_expired_pat(profile: EnvironmentProfile) -> None:
+    """Snowflake would refuse an expired token: say so plainly, and send nothing."""
+    if profile.pat_expired:
+        raise CoalesceError(
+            FailureKind.NOT_SENT,
+            f"Not sent: the Snowflake programmatic access token of “{profile.name}” expired on "
+            f"{profile.snowflake_pat_expires_on:%Y-%m-%d}. An admin must store a new token on "
+            "the profile (and its new expiry date).")
 
 
 CREDENTIALS_UNREADABLE = ("The stored Snowflake credentials cannot be decrypted with the "

@@ -475,3 +475,63 @@ def test_authenticated_pages_and_exports_are_not_stored(alice_client, admin_clie
                    (admin_client, reverse("runs:audit_export")),
                    (admin_client, reverse("admin:index"))):
         assert "no-store" in c.get(url).headers["Cache-Control"], url
+
+
+# --- Snowflake programmatic access tokens ---
+
+
+def _pat_profile(days: int, groups=(), **fields):
+    return make_profile(name="Warehouse", snowflake_auth_type=AuthType.BASIC,
+                        snowflake_username="SVC", snowflake_password="pat-value-1234",
+                        snowflake_password_is_pat=True,
+                        snowflake_pat_expires_on=timezone.localdate() + timedelta(days=days),
+                        groups=groups, **fields)
+
+
+@pytest.mark.parametrize(("days", "note"), [
+    (40, "PAT expires in 40 days"),
+    (9, "PAT expires in 9 days: renew it soon"),
+    (1, "PAT expires in 1 day: renew it soon"),
+    (0, "PAT expired on"),
+])
+def test_pat_notes(db, days, note):
+    assert _pat_profile(days).pat_expiry_note.startswith(note)
+
+
+def test_pat_expiry_shows_in_the_run_form_and_the_history_filter(alice_client, analysts):
+    _pat_profile(9, [analysts])
+    for url in (reverse("runs:new"), reverse("runs:list")):
+        page = alice_client.get(url).content.decode()
+        assert "Warehouse (PAT expires in 9 days: renew it soon)" in page, url
+
+
+def test_pat_expiry_warns_in_the_admin(admin_client):
+    profile = _pat_profile(3)
+    page = admin_client.get(reverse("admin:runs_environmentprofile_change", args=[profile.pk]))
+    assert "Warehouse: PAT expires in 3 days: renew it soon." in page.content.decode()
+    listing = admin_client.get(reverse("admin:runs_environmentprofile_changelist"))
+    assert "PAT expires in 3 days" in listing.content.decode()
+
+
+def test_a_start_with_an_expired_pat_is_refused_before_sending(alice, analysts, coalesce):
+    profile = _pat_profile(-2, [analysts])
+    run = _start(profile, alice)
+    assert run.status == Run.Status.NOT_SENT
+    expired_on = (timezone.localdate() - timedelta(days=2)).isoformat()
+    assert f"“Warehouse” expired on {expired_on}" in run.error_message
+    assert len(coalesce.calls) == 0
+
+
+def test_the_admin_records_a_pat_and_refuses_it_for_key_pair(admin_client):
+    url = reverse("admin:runs_environmentprofile_add")
+    response = admin_client.post(url, profile_form(
+        api_token="tok-1234", snowflake_password="pat-1234", snowflake_password_is_pat="on",
+        snowflake_pat_expires_on="2031-01-31"))
+    assert response.status_code == 302
+    profile = EnvironmentProfile.objects.get(name="Staging")
+    assert profile.snowflake_password_is_pat and str(profile.snowflake_pat_expires_on) == \
+        "2031-01-31"
+    response = admin_client.post(url, profile_form(
+        name="Other", api_token="tok-1234", snowflake_password="pw-1234",
+        snowflake_pat_expires_on="2031-01-31"))
+    assert "tick this box" in response.content.decode()
