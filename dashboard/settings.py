@@ -12,6 +12,7 @@ request is served. Every variable is documented in README.md and .env.example.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -83,6 +84,7 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "axes",
     "csp",
+    "mozilla_django_oidc",
     "runs",
 ]
 
@@ -147,10 +149,54 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# --- Single sign-on (OpenID Connect, runs.sso) and local passwords ---
+# OIDC_ISSUER turns single sign-on on; its endpoints come from the issuer's discovery
+# document. LOCAL_LOGIN=false turns password login off for everyone (break glass: set it
+# back to true and log in as a local superuser, see README).
+OIDC_ISSUER = env_str("OIDC_ISSUER").strip().rstrip("/")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET")
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+
+
+def _group_map(text: str) -> dict[str, list[str]]:
+    """OIDC_GROUP_MAP: a JSON object, identity-provider group -> Django group name(s), or
+    "is_staff" / "is_superuser"."""
+    if not text.strip():
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"OIDC_GROUP_MAP is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ImproperlyConfigured("OIDC_GROUP_MAP must be a JSON object.")
+    mapping = {}
+    for group, targets in raw.items():
+        targets = [targets] if isinstance(targets, str) else targets
+        if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
+            raise ImproperlyConfigured(f"OIDC_GROUP_MAP[{group!r}] must be a group name or a "
+                                       "list of them.")
+        mapping[str(group)] = targets
+    return mapping
+
+
+OIDC_GROUP_MAP = _group_map(env_str("OIDC_GROUP_MAP"))
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", "true")
+if OIDC_ISSUER and not (OIDC_CLIENT_ID and OIDC_CLIENT_SECRET):
+    raise ImproperlyConfigured("OIDC_ISSUER needs OIDC_CLIENT_ID and OIDC_CLIENT_SECRET.")
+# What mozilla-django-oidc reads under its own names.
+OIDC_RP_CLIENT_ID, OIDC_RP_CLIENT_SECRET = OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
+OIDC_RP_SIGN_ALGO, OIDC_RP_SCOPES = "RS256", OIDC_SCOPES
+OIDC_AUTHENTICATE_CLASS = "runs.sso.DiscoveringAuthenticationRequestView"
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
+
 AUTHENTICATION_BACKENDS = [
     # First: refuses a locked-out account or address before any password is checked.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    *(["runs.sso.GroupMappingOIDCBackend"] if OIDC_ISSUER else []),
+    *(["django.contrib.auth.backends.ModelBackend"] if LOCAL_LOGIN else []),
 ]
 
 # --- Login protection (django-axes) ---

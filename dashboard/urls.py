@@ -1,15 +1,18 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 
-from runs import health
+from runs import health, sso_views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics_view, name="metrics"),
+    # One login page for everyone (single sign-on and lockouts live there), the admin's too.
+    path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/login/", sso_views.login, name="login"),
+    path("accounts/logout/", sso_views.logout, name="logout"),
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("", include("runs.urls")),
 ]

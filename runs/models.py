@@ -603,3 +603,24 @@ class Metric(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}{{{self.labels}}} {self.value:g}"
+
+
+class SSOIdentity(models.Model):
+    """Which identity-provider account a user is: (issuer, subject), the only stable
+    identifier OpenID Connect guarantees. Users are matched on it, never on e-mail, so an
+    identity-provider account can never take over a local account (the break-glass
+    superuser) that happens to share an address."""
+
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE,
+                                related_name="sso_identity")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    last_login_groups = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"],
+                                               name="sso_identity_key")]
+        verbose_name = "single sign-on identity"
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.issuer}"
