@@ -17,13 +17,14 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core import serializers
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from runs import audit, private_keys, service, sweep
+from runs import audit, metrics, private_keys, service, sweep
 from runs.models import AuditEntry, EnvironmentProfile, Run, RunEvent
 from tests.factories import grant, make_profile, make_run, pem_of, profile_form, run_form
 from tests.hostile import encodings, running_hostile
@@ -535,3 +536,128 @@ def test_the_admin_records_a_pat_and_refuses_it_for_key_pair(admin_client):
         name="Other", api_token="tok-1234", snowflake_password="pw-1234",
         snowflake_pat_expires_on="2031-01-31"))
     assert "tick this box" in response.content.decode()
+
+
+# --- the access-control matrix: every URL x every kind of user ---
+
+PEOPLE = ["anonymous", "no group", "analyst of another profile", "analyst", "forcer",
+          "canceller", "auditor", "superuser"]
+R, A, D, F, N = 200, 302, 403, 404, 286  # shown, redirected, refused, hidden, stop polling
+# url name -> expected status per person, in PEOPLE's order.
+MATRIX = {
+    "history":          [A, R, R, R, R, R, R, R],
+    "charts":           [A, R, R, R, R, R, R, R],
+    "statuses":         [A, N, N, R, R, R, R, R],
+    "history CSV":      [A, R, R, R, R, R, R, R],
+    "audit log":        [A, D, D, D, D, D, R, R],
+    "audit CSV":        [A, D, D, D, D, D, R, R],
+    "new run":          [A, R, R, R, R, R, R, R],
+    "run page":         [A, F, F, R, R, R, R, R],
+    "run status":       [A, F, F, R, R, R, R, R],
+    "fetch results":    [A, F, F, A, A, A, F, A],
+    "cancel (confirm)": [A, D, D, D, D, R, D, R],
+    "rerun (confirm)":  [A, F, F, R, R, R, F, R],
+    "admin":            [A, A, A, A, A, A, A, R],
+    "admin profile":    [A, A, A, A, A, A, A, R],
+    "healthz":          [R, R, R, R, R, R, R, R],
+    "readyz":           [R, R, R, R, R, R, R, R],
+    "metrics (no token)": [401, 401, 401, 401, 401, 401, 401, 401],
+    "login":            [R, R, R, R, R, R, R, R],
+}
+
+
+@pytest.fixture
+def people(alice, bob, admin_user, analysts):
+    from django.contrib.auth.models import Group
+
+    others = Group.objects.create(name="others")
+    dave = User.objects.create_user("dave", password="dave-password")
+    dave.groups.add(others)
+    make_profile(name="Other", environment_id="99", groups=[others])
+
+    def analyst(name, *perms):
+        user = User.objects.create_user(name, password=f"{name}-password")
+        user.groups.add(analysts)
+        return grant(user, *perms)
+
+    auditor = grant(User.objects.create_user("audrey", password="x"), "view_run",
+                    "view_auditentry")
+    return dict(zip(PEOPLE, [None, bob, dave, alice, analyst("frank", "force_run"),
+                             analyst("cathy", "cancel_run"), auditor, admin_user], strict=True))
+
+
+def _requests(profile, running, failed, no_counter) -> dict[str, tuple[str, str]]:
+    return {
+        "history": ("get", reverse("runs:list")),
+        "charts": ("get", reverse("runs:charts")),
+        "statuses": ("get", f"{reverse('runs:statuses')}?ids={running.pk}"),
+        "history CSV": ("get", reverse("runs:export")),
+        "audit log": ("get", reverse("runs:audit_log")),
+        "audit CSV": ("get", reverse("runs:audit_export")),
+        "new run": ("get", reverse("runs:new")),
+        "run page": ("get", reverse("runs:detail", args=[running.pk])),
+        "run status": ("get", reverse("runs:status", args=[running.pk])),
+        "fetch results": ("post", reverse("runs:refresh_results", args=[no_counter.pk])),
+        "cancel (confirm)": ("get", reverse("runs:cancel", args=[running.pk])),
+        "rerun (confirm)": ("get", reverse("runs:rerun", args=[failed.pk])),
+        "admin": ("get", reverse("admin:index")),
+        "admin profile": ("get", reverse("admin:runs_environmentprofile_change",
+                                         args=[profile.pk])),
+        "healthz": ("get", "/healthz"),
+        "readyz": ("get", "/readyz"),
+        "metrics (no token)": ("get", "/metrics"),
+        "login": ("get", reverse("login")),
+    }
+
+
+def test_the_access_control_matrix(people, profile, alice, settings, coalesce):
+    settings.METRICS_TOKEN = "scrape-me"
+    profile.organization_id = "org"
+    profile.save()
+    running = make_run(profile, alice, run_counter=1, coalesce_status="running")
+    failed = make_run(profile, alice, run_counter=2, coalesce_status="failed")
+    # No runCounter: fetching its results is answered without calling Coalesce.
+    no_counter = make_run(profile, alice, run_counter=None, coalesce_status="failed")
+    metrics.sweep_finished(0.1)  # the worker's heartbeat, so /readyz is ready
+    wrong = []
+    for name, (method, url) in _requests(profile, running, failed, no_counter).items():
+        for person, expected in zip(PEOPLE, MATRIX[name], strict=True):
+            client = Client()
+            if people[person] is not None:
+                client.force_login(people[person])
+            status = getattr(client, method)(url).status_code
+            if status != expected:
+                wrong.append(f"{name} as {person}: {status}, expected {expected}")
+    assert wrong == [], "\n".join(wrong)
+    assert len(coalesce.calls) == 0
+
+
+def test_the_matrix_covers_every_url():
+    """A new URL must be added to the matrix: every named route is in it."""
+    from django.urls import get_resolver
+
+    names = {p.name for p in get_resolver().url_patterns if getattr(p, "name", None)}
+    runs_names = {p.name for p in get_resolver("runs.urls").url_patterns}
+    covered = {"healthz", "readyz", "metrics", "login", "logout",
+               *{"list", "charts", "statuses", "export", "audit_log", "audit_export", "new",
+                 "detail", "status", "refresh_results", "cancel", "rerun"}}
+    assert names | runs_names <= covered | {"oidc_authentication_init",
+                                            "oidc_authentication_callback", "oidc_logout"}
+
+
+# --- oversized inputs ---
+
+
+def test_oversized_inputs_get_clear_answers(alice_client, profile):
+    new = reverse("runs:new")
+    huge_body = alice_client.post(new, run_form(profile, include_selector="x" * 3_000_000))
+    assert huge_body.status_code == 400  # over DATA_UPLOAD_MAX_MEMORY_SIZE, nothing stored
+    long_job = alice_client.post(new, run_form(profile, job_id="1" * 65))
+    assert "at most 64 characters" in long_job.content.decode()
+    assert alice_client.get("/runs/99999999999999999999999/").status_code == 404
+    many_ids = ",".join(str(i) for i in range(1, 3000))
+    assert alice_client.get(reverse("runs:statuses"), {"ids": many_ids}).status_code in (
+        200, 286)
+    long_search = alice_client.get(reverse("runs:list"), {"q": "x" * 10_000})
+    assert long_search.status_code == 400
+    assert not Run.objects.exists()
