@@ -210,7 +210,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 # The address as TRUSTED_PROXY_COUNT says, the same one the audit log records.
 AXES_CLIENT_IP_CALLABLE = "runs.http.client_ip"
-AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_LOCKOUT_CALLABLE = "runs.sso_views.locked_out"
 # Our audit log records logins; axes' own per-login log would be a second copy.
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
@@ -341,8 +341,9 @@ LOGGING = {
     # mail_admins), so every record, request errors included, passes the scrubber.
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        # django-axes logs every login at INFO; the audit log already has them.
-        "axes": {"level": "WARNING"},
+        # django-axes logs every failed login; the audit log has them, collapsed, and
+        # runs.signals logs each lockout once.
+        "axes": {"level": "ERROR"},
     },
 }
 DEFAULT_EXCEPTION_REPORTER_FILTER = "runs.redaction.SecretsExceptionReporterFilter"

@@ -433,7 +433,7 @@ class RunForm(ParameterRowsForm):
             data["submit_token"] = str(uuid.uuid4())
         super().__init__(data, *args, **kwargs)
         self.fields["environment"].queryset = EnvironmentProfile.objects.runnable_by(user)
-        # "Production (PAT expires in 9 days: renew it soon)": seen before choosing.
+        # "⚠ Production (PAT expires in 9 days)": seen before choosing.
         self.fields["environment"].label_from_instance = EnvironmentProfile.label_with_pat_note
         if not user.has_perm("runs.force_run"):
             # Not shown at all; the view refuses a forged POST that carries it.

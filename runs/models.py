@@ -233,9 +233,16 @@ class EnvironmentProfile(models.Model):
         return f"{note}: renew it soon" if days <= PAT_WARNING_DAYS else note
 
     def label_with_pat_note(self) -> str:
-        """The profile's name, with its PAT note when it has one (choice lists)."""
-        note = self.pat_expiry_note
-        return f"{self.name} ({note})" if note else self.name
+        """The profile's name for choice lists, kept short enough for a phone's width:
+        "Warehouse (PAT expires in 40 days)", with a warning sign from PAT_WARNING_DAYS
+        before, "⚠ Warehouse (PAT expired 2026-11-01)" after."""
+        days = self.pat_days_left
+        if days is None:
+            return self.name
+        if days <= 0:
+            return f"⚠ {self.name} (PAT expired {self.snowflake_pat_expires_on:%Y-%m-%d})"
+        label = f"{self.name} (PAT expires in {days} day{'s' if days != 1 else ''})"
+        return f"⚠ {label}" if days <= PAT_WARNING_DAYS else label
 
     # --- access ---
 

@@ -8,6 +8,8 @@ django-axes keeps the exact counts (Axes > Access attempts in the admin).
 
 from __future__ import annotations
 
+import logging
+
 from axes.signals import user_locked_out
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
@@ -17,6 +19,8 @@ from django.utils import timezone
 
 from runs import audit
 from runs.models import AuditEntry
+
+logger = logging.getLogger(__name__)
 
 
 @receiver(user_logged_in)
@@ -53,6 +57,8 @@ def _locked_out(sender, request, username, ip_address, **kwargs):
     if AuditEntry.objects.filter(same, action=audit.Action.LOGIN_LOCKED_OUT,
                                  at__gte=since).exists():
         return
+    logger.warning("Login locked out for %s minutes after repeated failures",
+                   int(settings.AXES_COOLOFF_TIME.total_seconds() // 60))
     audit.record_request(request, audit.Action.LOGIN_LOCKED_OUT, actor=actor,
                          details={"minutes": int(settings.AXES_COOLOFF_TIME.total_seconds()
                                                  // 60)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponseForbidden
+from django.shortcuts import render
 
 logout = auth_views.LogoutView.as_view()
 
@@ -20,3 +21,11 @@ def login(request):
         "local_login": settings.LOCAL_LOGIN,
         "sso_failed": request.GET.get("sso") == "failed",
     })(request)
+
+
+def locked_out(request, original_response=None, credentials=None):
+    """django-axes' answer to a locked-out login (AXES_LOCKOUT_CALLABLE): a plain page, 429."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    username = credentials.get("username", "") if isinstance(credentials, dict) else ""
+    return render(request, "registration/locked_out.html",
+                  {"username": username, "minutes": minutes}, status=429)

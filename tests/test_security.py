@@ -423,6 +423,7 @@ def test_m3_an_account_is_locked_after_five_failures_even_with_the_right_passwor
     response = _try_login(Client(REMOTE_ADDR="10.0.1.1"), "alice", "alice-password")
     assert response.status_code == 429
     assert "Login locked" in response.content.decode()
+    assert "locked for 15 minutes" in response.content.decode()
     assert "_auth_user_id" not in response.client.session
 
 
@@ -503,7 +504,7 @@ def test_pat_expiry_shows_in_the_run_form_and_the_history_filter(alice_client, a
     _pat_profile(9, [analysts])
     for url in (reverse("runs:new"), reverse("runs:list")):
         page = alice_client.get(url).content.decode()
-        assert "Warehouse (PAT expires in 9 days: renew it soon)" in page, url
+        assert "⚠ Warehouse (PAT expires in 9 days)" in page, url
 
 
 def test_pat_expiry_warns_in_the_admin(admin_client):
