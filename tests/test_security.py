@@ -662,3 +662,15 @@ def test_oversized_inputs_get_clear_answers(alice_client, profile):
     long_search = alice_client.get(reverse("runs:list"), {"q": "x" * 10_000})
     assert long_search.status_code == 400
     assert not Run.objects.exists()
+
+
+def test_the_operator_endpoints_show_no_secret(hostile, alice, analysts, client, settings):
+    settings.METRICS_TOKEN = "scrape-me"
+    _start(_basic(hostile, "evilok", [analysts]), alice)
+    sweep.sweep()
+    texts = {"readyz": client.get("/readyz").content.decode(),
+             "healthz": client.get("/healthz").content.decode(),
+             "metrics": client.get("/metrics", headers={
+                 "Authorization": "Bearer scrape-me"}).content.decode()}
+    assert "dashboard_coalesce_calls_total" in texts["metrics"]
+    assert _leaks(texts, _echoed_forms(hostile)) == []
