@@ -74,10 +74,11 @@ def sweep(*, now: datetime | None = None, interval: float | None = None) -> Swee
     report = SweepReport()
     profile_ids = Run.objects.active().profile_ids()
     _stop_following_old_runs(now, profile_ids)
-    for profile in EnvironmentProfile.objects.filter(pk__in=profile_ids):
-        if claim_environment(profile, now, interval):
-            report.environments += 1
-            _sweep_isolated(profile, now, report)
+    with metrics.batched():
+        for profile in EnvironmentProfile.objects.filter(pk__in=profile_ids):
+            if claim_environment(profile, now, interval):
+                report.environments += 1
+                _sweep_isolated(profile, now, report)
     metrics.sweep_finished(time.monotonic() - started)
     return report
 
