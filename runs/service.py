@@ -24,6 +24,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from runs import audit, sweep, tasks
 from runs.coalesce import CoalesceError, FailureKind, StartedRun, client_for
+from runs.coalesce.client import TOKEN_UNREADABLE
 from runs.encryption import CredentialDecryptionError
 from runs.models import TERMINAL, CoalesceStatus, EnvironmentProfile, Run
 
@@ -236,6 +237,7 @@ CREDENTIALS_UNREADABLE = ("The stored Snowflake credentials cannot be decrypted 
 
 
 def _record_failure(run: Run, exc: CoalesceError) -> None:
+    unreadable = (CREDENTIALS_UNREADABLE, TOKEN_UNREADABLE)
     if exc.may_have_started:
         status = Run.Status.UNKNOWN
     elif exc.kind == FailureKind.NOT_SENT:
@@ -251,7 +253,11 @@ def _record_failure(run: Run, exc: CoalesceError) -> None:
                      ip=run.client_ip, target=f"run {run.pk}",
                      details={**_audit_details(run), "http_status": exc.status_code,
                               "error": exc.error_string or str(exc.kind)})
-    error_kind = "decryption" if status == Run.Status.NOT_SENT else str(exc.kind)
+    error_kind = str(exc.kind)
+    if status == Run.Status.NOT_SENT:
+        # Not sent for a reason of ours: undecryptable credentials, or (else) an expired
+        # PAT or a base URL no longer allowed, whose message says which.
+        error_kind = "decryption" if exc.message in unreadable else "refused"
     _finish(run, status, http_status=exc.status_code, error_kind=error_kind,
             error_message=exc.message, error_string=exc.error_string,
             error_detail=exc.error_detail, raw_response=exc.raw_body)

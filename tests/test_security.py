@@ -518,7 +518,7 @@ def test_pat_expiry_warns_in_the_admin(admin_client):
 def test_a_start_with_an_expired_pat_is_refused_before_sending(alice, analysts, coalesce):
     profile = _pat_profile(-2, [analysts])
     run = _start(profile, alice)
-    assert run.status == Run.Status.NOT_SENT
+    assert (run.status, run.error_kind) == (Run.Status.NOT_SENT, "refused")
     expired_on = (timezone.localdate() - timedelta(days=2)).isoformat()
     assert f"“Warehouse” expired on {expired_on}" in run.error_message
     assert len(coalesce.calls) == 0
