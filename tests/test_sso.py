@@ -104,3 +104,14 @@ def test_the_group_map_setting_is_checked():
                                                                  "c": ["d", "is_staff"]}
     with pytest.raises(ImproperlyConfigured):
         _group_map("[1]")
+
+
+def test_the_checks_refuse_a_setup_nobody_can_log_in_to(settings):
+    from runs.checks import check_sign_in
+
+    settings.LOCAL_LOGIN, settings.OIDC_ISSUER = False, ""
+    assert [e.id for e in check_sign_in()] == ["runs.E003"]
+    settings.OIDC_ISSUER, settings.DEBUG = "http://id.example.com", False
+    assert [e.id for e in check_sign_in()] == ["runs.E004"]
+    settings.OIDC_ISSUER = "https://id.example.com"
+    assert check_sign_in() == []
