@@ -312,6 +312,8 @@ TASKS = {
 # How often the sweep refreshes the runs that are not finished, and when it gives up.
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", "10")
 SWEEP_MAX_AGE_HOURS = env_int("SWEEP_MAX_AGE_HOURS", "48")
+# The run form asks the worker to refresh an environment's node list older than this.
+NODE_CATALOGUE_MAX_AGE_SECONDS = env_int("NODE_CATALOGUE_MAX_AGE_SECONDS", "3600")
 
 # The bearer token a Prometheus scraper sends to /metrics; unset, /metrics answers 404.
 METRICS_TOKEN = env_str("METRICS_TOKEN")

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from runs import metrics
+from runs import metrics, preview_check
 from runs.coalesce import CoalesceError, FailureKind, RunSummary, client_for
 from runs.models import TERMINAL, EnvironmentProfile, Run, RunEvent, SweepState
 from runs.results import parse_datetime, results_to_json
@@ -294,6 +294,7 @@ class _Writes:
             Run.objects.bulk_update(self.finished, ["results", "results_fetched_at"],
                                     batch_size=WRITE_BATCH)
             RunEvent.objects.bulk_create(self.events, batch_size=WRITE_BATCH)
+        preview_check.log_mismatches(self.finished)
 
 
 def _update_run(client, run: Run, summary: RunSummary, writes: _Writes,

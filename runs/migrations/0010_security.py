@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0008_sweep_state'),
+        ('runs', '0009_node_catalogue_presets'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
