@@ -18,6 +18,7 @@ from django.views.decorators.debug import sensitive_variables
 from runs import private_keys, selectors, validators
 from runs.encryption import CredentialDecryptionError
 from runs.history import COALESCE_STATUSES, Cursor
+from runs.limits import MAX_PARAMETERS, clean_selector, parameter_problem
 from runs.models import MAX_PARALLELISM, AuditEntry, EnvironmentProfile, Preset, Run
 from runs.service import RunRequest
 
@@ -311,38 +312,6 @@ def _is_uuid(value: str | None) -> bool:
     return True
 
 
-# Size caps for what a run sends. Coalesce lists each run's selectors back to the sweep
-# (runs.sweep asks for DETAIL_PAGE detailed runs per call, under the client's 1 MiB cap),
-# and the history shows them: a few megabyte-sized selectors stopped following for a whole
-# environment and made every history page megabytes heavy.
-MAX_SELECTOR_CHARS = 4000
-MAX_PARAMETERS = 50
-MAX_PARAMETER_NAME_CHARS = 100
-MAX_PARAMETER_VALUE_CHARS = 1000
-
-
-def _parameter_problem(name: str, value: str) -> str | None:
-    if "\x00" in name or "\x00" in value:
-        # The database cannot store it (PostgreSQL text refuses NUL): a 500 otherwise.
-        return "Remove the null character (\\x00); it cannot be sent."
-    if len(name) > MAX_PARAMETER_NAME_CHARS:
-        return (f"A parameter name may have at most {MAX_PARAMETER_NAME_CHARS} characters "
-                f"(this one has {len(name)}).")
-    if len(value) > MAX_PARAMETER_VALUE_CHARS:
-        return (f"A parameter value may have at most {MAX_PARAMETER_VALUE_CHARS:,} characters "
-                f"(this one has {len(value):,}).")
-    return None
-
-
-def _clean_selector(value: str) -> str:
-    value = value.strip()
-    if len(value) > MAX_SELECTOR_CHARS:
-        raise ValidationError(
-            f"A selector may have at most {MAX_SELECTOR_CHARS:,} characters (this one has "
-            f"{len(value):,}). Select a job instead, or split the refresh into several runs.")
-    return value
-
-
 class ParameterRowsForm(forms.Form):
     """Parameters arrive as parallel lists param_name / param_value (rows the page can
     add and remove); clean() turns them into a dict of strings with unique names.
@@ -373,7 +342,7 @@ class ParameterRowsForm(forms.Form):
             name = name.strip()
             if not name and not value:
                 continue  # an empty row left on the page
-            if problem := _parameter_problem(name, value):
+            if problem := parameter_problem(name, value):
                 self.parameter_errors[index] = problem
             elif not name:
                 self.parameter_errors[index] = "Give this parameter a name."
@@ -478,10 +447,10 @@ class RunForm(ParameterRowsForm):
         return value
 
     def clean_include_selector(self) -> str:
-        return _clean_selector(self.cleaned_data["include_selector"])
+        return clean_selector(self.cleaned_data["include_selector"])
 
     def clean_exclude_selector(self) -> str:
-        return _clean_selector(self.cleaned_data["exclude_selector"])
+        return clean_selector(self.cleaned_data["exclude_selector"])
 
     def clean(self):
         cleaned = super().clean()

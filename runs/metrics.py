@@ -23,7 +23,7 @@ from django.db.models import Count, F, Min
 from django.dispatch import receiver
 from django.utils import timezone
 
-from runs.coalesce.client import coalesce_called
+from runs.coalesce.signals import coalesce_called
 from runs.models import Metric, Run, SweepState
 
 HEARTBEAT = "sweep_last_finished"

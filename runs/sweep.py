@@ -41,7 +41,7 @@ MAX_PAGES = 50
 # Plain listings (status and times, a few hundred bytes a run) come in pages this big.
 LISTING_PAGE = 500
 # Detailed listings carry each run's selectors and parameters, so their pages are small:
-# at the run form's caps (runs.forms.MAX_SELECTOR_CHARS...) 20 runs stay far under the
+# at the run form's caps (runs.limits) 20 runs stay far under the
 # client's 1 MiB answer cap. A page that is still too big (runs started elsewhere) is
 # asked for again in halves, down to single runs, and a run that fits in no page is
 # skipped with a note: one odd run never stops following for its environment.

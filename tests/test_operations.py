@@ -77,7 +77,8 @@ def test_metrics_count_runs_calls_429s_and_the_sweep(client, settings, alice, pr
 
 
 def test_a_run_id_in_a_path_is_one_label(alice, profile):
-    from runs.coalesce.client import CoalesceClient, coalesce_called
+    from runs.coalesce.client import CoalesceClient
+    from runs.coalesce.signals import coalesce_called
 
     for path in ("/api/v1/runs/5/results", "/api/v1/runs/6/results"):
         coalesce_called.send(CoalesceClient, method="GET", path=path, outcome="200")

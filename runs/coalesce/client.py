@@ -25,7 +25,6 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal
@@ -33,8 +32,6 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.dispatch import Signal
 from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
@@ -56,11 +53,10 @@ from runs.coalesce.answers import (
     run_counter_of,
     run_summary_of,
 )
-from runs.encryption import CredentialDecryptionError
+from runs.coalesce.signals import coalesce_called
 from runs.redaction import secrets_in_use
 from runs.results import NodeResult, parse_results
 from runs.selectors import NodeRecord
-from runs.validators import normalise_base_url
 
 logger = logging.getLogger("runs.coalesce")
 
@@ -76,11 +72,6 @@ _READ_CHUNK = 64 * 1024
 # Only these userCredentials values are secret; the username, role and warehouse are not,
 # and scrubbing them would make Coalesce's error text harder to read.
 _SECRET_CREDENTIAL_KEYS = ("snowflakePassword", "snowflakeKeyPairKey", "snowflakeKeyPairPass")
-# Sent after every call with method, path (no query string) and outcome (the HTTP status,
-# or the failure kind when there was no answer).
-coalesce_called = Signal()
-# The profile's secrets besides the API token (EnvironmentProfile.SECRETS).
-SNOWFLAKE_SECRETS = ("snowflake_password", "private_key", "private_key_passphrase")
 _MAY_HAVE_STARTED = "The run may have started: check Coalesce before starting it again."
 MAX_LIST_LIMIT = 1000
 # A page of full nodes can be many MB: the cap is raised for that call only.
@@ -186,42 +177,6 @@ def _new_session() -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
-
-
-@contextmanager
-def client_for(profile, **options) -> Iterator[CoalesceClient]:
-    """The one way to open a client for an environment profile, closed on exit.
-
-    `profile` is anything with `base_url` and `get_secret` (this module never imports the
-    models). An API token that cannot be decrypted is a NOT_SENT CoalesceError, so callers
-    handle every failure with one `except CoalesceError`.
-    """
-    try:
-        # Checked again at call time: the allow-list may have changed since the save.
-        base_url = normalise_base_url(profile.base_url)
-    except ValidationError as exc:
-        raise CoalesceError(FailureKind.NOT_SENT, f"The profile's Coalesce base URL is not "
-                            f"allowed: {exc.messages[0]} Nothing was sent.") from None
-    try:
-        token = profile.get_secret("api_token")
-    except CredentialDecryptionError:
-        raise CoalesceError(FailureKind.NOT_SENT, TOKEN_UNREADABLE) from None
-    with CoalesceClient(base_url, token, echoed_secrets=_snowflake_secrets(profile),
-                        **options) as client:
-        yield client
-
-
-@sensitive_variables()
-def _snowflake_secrets(profile) -> tuple[str, ...]:
-    """The profile's Snowflake secrets, scrubbed from every answer of every call: Coalesce
-    quotes them in node errors and failure reasons long after the run was started."""
-    found = []
-    for name in SNOWFLAKE_SECRETS:
-        try:
-            found.append(profile.get_secret(name))
-        except CredentialDecryptionError:
-            continue  # not sendable either, so not echoed by anything we send now
-    return tuple(value for value in found if value)
 
 
 class CoalesceClient:
