@@ -12,7 +12,9 @@ request is served. Every variable is documented in README.md and .env.example.
 
 from __future__ import annotations
 
+import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -80,6 +82,9 @@ INSTALLED_APPS = [
     "template_partials",
     "django_tasks",
     "django_tasks_db",
+    "axes",
+    "csp",
+    "mozilla_django_oidc",
     "runs",
 ]
 
@@ -92,8 +97,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "runs.middleware.NoStoreMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "runs.api.middleware.json_errors",
+    # Last, as django-axes asks: it turns a lockout raised during login into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -141,6 +150,72 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# --- Single sign-on (OpenID Connect, runs.sso) and local passwords ---
+# OIDC_ISSUER turns single sign-on on; its endpoints come from the issuer's discovery
+# document. LOCAL_LOGIN=false turns password login off for everyone (break glass: set it
+# back to true and log in as a local superuser, see README).
+OIDC_ISSUER = env_str("OIDC_ISSUER").strip().rstrip("/")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET")
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+
+
+def _group_map(text: str) -> dict[str, list[str]]:
+    """OIDC_GROUP_MAP: a JSON object, identity-provider group -> Django group name(s), or
+    "is_staff" / "is_superuser"."""
+    if not text.strip():
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"OIDC_GROUP_MAP is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ImproperlyConfigured("OIDC_GROUP_MAP must be a JSON object.")
+    mapping = {}
+    for group, targets in raw.items():
+        targets = [targets] if isinstance(targets, str) else targets
+        if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
+            raise ImproperlyConfigured(f"OIDC_GROUP_MAP[{group!r}] must be a group name or a "
+                                       "list of them.")
+        mapping[str(group)] = targets
+    return mapping
+
+
+OIDC_GROUP_MAP = _group_map(env_str("OIDC_GROUP_MAP"))
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", "true")
+if OIDC_ISSUER and not (OIDC_CLIENT_ID and OIDC_CLIENT_SECRET):
+    raise ImproperlyConfigured("OIDC_ISSUER needs OIDC_CLIENT_ID and OIDC_CLIENT_SECRET.")
+# What mozilla-django-oidc reads under its own names.
+OIDC_RP_CLIENT_ID, OIDC_RP_CLIENT_SECRET = OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
+OIDC_RP_SIGN_ALGO, OIDC_RP_SCOPES = "RS256", OIDC_SCOPES
+OIDC_AUTHENTICATE_CLASS = "runs.sso.DiscoveringAuthenticationRequestView"
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out account or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    *(["runs.sso.GroupMappingOIDCBackend"] if OIDC_ISSUER else []),
+    *(["django.contrib.auth.backends.ModelBackend"] if LOCAL_LOGIN else []),
+]
+
+# --- Login protection (django-axes) ---
+# After LOGIN_FAILURE_LIMIT failures, the account AND, separately, the client address are
+# locked for LOGIN_LOCKOUT_MINUTES (counted per account and per address, so one address
+# trying many names and many addresses trying one name are both stopped). Admins unlock
+# from the admin (Axes > Access attempts: delete the entry).
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", "5")
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# The address as TRUSTED_PROXY_COUNT says, the same one the audit log records.
+AXES_CLIENT_IP_CALLABLE = "runs.http.client_ip"
+AXES_LOCKOUT_CALLABLE = "runs.sso_views.locked_out"
+# Our audit log records logins; axes' own per-login log would be a second copy.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -176,14 +251,41 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", "false" if DEBUG else "tru
 # X-Forwarded-Proto (only when the proxy overwrites that header).
 if env_bool("SECURE_PROXY_SSL_HEADER"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Probes and scrapers inside the network may speak plain http to these.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+# No script reads the CSRF cookie: htmx gets the token from base.html's hx-headers and
+# forms from their hidden field, so the cookie can be hidden from scripts.
+CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", str(8 * 60 * 60))
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp): scripts and styles only from our own origin, no
+# inline code anywhere, the Django admin included (its scripts are files). htmx would
+# inject an inline <style> for its indicators; base.html turns that off with htmx-config.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
 # Number of proxies in front of the app that append to X-Forwarded-For; 0 means use
 # REMOTE_ADDR. The run record and audit log store the client IP this setting yields.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", "0")
+
+# Optional key for the audit log's hash chain (runs.audit), kept outside the database:
+# with it, database access alone is not enough to rewrite the chain unnoticed.
+AUDIT_HMAC_KEY = env_str("AUDIT_HMAC_KEY")
 
 # --- Credentials and Coalesce ---
 # Comma-separated "keyid:base64key" pairs, newest first. Never derived from SECRET_KEY,
@@ -233,23 +335,37 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "refresh-dashboard@localhost")
 
+# The bearer token a Prometheus scraper sends to /metrics; unset, /metrics answers 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+# "plain" (one readable line per record) or "json" (one JSON object per line).
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"scrub_secrets": {"()": "runs.redaction.ScrubSecretsFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "runs.log_format.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["scrub_secrets"],
         },
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # Replace Django's default handlers for its own loggers (an unfiltered console and
     # mail_admins), so every record, request errors included, passes the scrubber.
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # django-axes logs every failed login; the audit log has them, collapsed, and
+        # runs.signals logs each lockout once.
+        "axes": {"level": "ERROR"},
+    },
 }
 DEFAULT_EXCEPTION_REPORTER_FILTER = "runs.redaction.SecretsExceptionReporterFilter"

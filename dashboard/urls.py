@@ -1,14 +1,21 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 
+from runs import health, sso_views
 from runs.api import pages as api_pages
 from runs.api.api import api
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics_view, name="metrics"),
+    # One login page for everyone (single sign-on and lockouts live there), the admin's too.
+    path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/login/", sso_views.login, name="login"),
+    path("accounts/logout/", sso_views.logout, name="logout"),
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/docs/", api_pages.api_docs, name="api_docs"),
     path("api/v1/", api.urls),
     path("settings/", api_pages.my_settings, name="my_settings"),

@@ -44,7 +44,7 @@ def _audit_profile_save(request, profile, form, change, secret_changes) -> None:
 class EnvironmentProfileAdmin(admin.ModelAdmin):
     form = ProfileForm
     list_display = ["name", "environment_id", "base_url", "snowflake_auth_type", "key_summary",
-                    "updated_at"]
+                    "pat_expiry", "updated_at"]
     list_filter = ["snowflake_auth_type"]
     search_fields = ["name", "environment_id"]
     filter_horizontal = ["allowed_groups"]
@@ -55,11 +55,16 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
         ("Snowflake credentials", {"fields": [
             "snowflake_auth_type", "snowflake_username",
             "snowflake_password", "clear_snowflake_password",
+            "snowflake_password_is_pat", "snowflake_pat_expires_on",
             "private_key", "clear_private_key",
             "private_key_passphrase", "clear_private_key_passphrase",
             "snowflake_warehouse", "snowflake_role",
         ]}),
     ]
+
+    @admin.display(description="PAT")
+    def pat_expiry(self, profile: EnvironmentProfile) -> str:
+        return profile.pat_expiry_note or "—"
 
     @admin.display(description="Private key")
     def key_summary(self, profile: EnvironmentProfile) -> str:
@@ -70,6 +75,11 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
     # Django's debug page and error e-mails must never show what was posted here.
     @method_decorator(sensitive_post_parameters(*EnvironmentProfile.SECRETS))
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "GET" and object_id:
+            profile = self.get_object(request, object_id)
+            if profile is not None and profile.pat_expiry_warning:
+                # The warning where the admin can act on it: store the new token here.
+                messages.warning(request, f"{profile.name}: {profile.pat_expiry_note}.")
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
@@ -87,9 +88,18 @@ def _iso(text: str | None) -> str:
     return text + "+00:00"
 
 
+# A list separator (";" in many locales, "," or "|" elsewhere) followed by a formula
+# character: a spreadsheet that splits the cell there would run the part after it.
+_FORMULA_AFTER_SEPARATOR = re.compile(r"([,;|]\s*)([=+\-@\t\r])")
+
+
 def csv_safe(value):
-    """Text a spreadsheet would run as a formula gets a leading quote (CSV injection)."""
-    return "'" + value if isinstance(value, str) and value[:1] in FORMULA_PREFIXES else value
+    """Neutralise text a spreadsheet would run as a formula (CSV injection, following
+    OWASP): a leading formula character, and one after a list separator, get a quote."""
+    if not isinstance(value, str):
+        return value
+    value = _FORMULA_AFTER_SEPARATOR.sub(r"\1'\2", value)
+    return "'" + value if value[:1] in FORMULA_PREFIXES else value
 
 
 def csv_record(values: tuple) -> list:

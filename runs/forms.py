@@ -13,9 +13,12 @@ from django.forms.utils import flatatt
 from django.utils import timezone
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.views.decorators.debug import sensitive_variables
 
 from runs import private_keys, selectors, validators
+from runs.encryption import CredentialDecryptionError
 from runs.history import COALESCE_STATUSES, Cursor
+from runs.limits import MAX_PARAMETERS, clean_selector, parameter_problem
 from runs.models import (
     MAX_PARALLELISM,
     AuditEntry,
@@ -92,7 +95,6 @@ class ProfileForm(forms.ModelForm):
                 "class": "pem-input",
                 "spellcheck": "false",
                 "autocomplete": "off",
-                "style": "font-family: monospace;",
             }
         ),
     )
@@ -103,6 +105,11 @@ class ProfileForm(forms.ModelForm):
     clear_private_key_passphrase = _clear_field("Clear the stored passphrase")
 
     SECRET_FIELDS = EnvironmentProfile.SECRETS
+
+    class Media:
+        # A stylesheet, not a style attribute: the Content-Security-Policy refuses inline
+        # styles, in the admin too.
+        css = {"all": ["runs/admin.css"]}
 
     class Meta:
         model = EnvironmentProfile
@@ -116,10 +123,13 @@ class ProfileForm(forms.ModelForm):
             "allowed_groups",
             "snowflake_auth_type",
             "snowflake_username",
+            "snowflake_password_is_pat",
+            "snowflake_pat_expires_on",
             "snowflake_warehouse",
             "snowflake_role",
         ]
         widgets = {
+            "snowflake_pat_expires_on": forms.DateInput(attrs={"type": "date"}),
             "base_url": DatalistInput(validators.OFFICIAL_BASE_URLS, "coalesce-base-urls"),
         }
         help_texts = {
@@ -189,7 +199,18 @@ class ProfileForm(forms.ModelForm):
             self.add_error("snowflake_password", "Basic authentication needs a password.")
         if auth_type == AuthType.KEYPAIR:
             self._clean_key_pair()
+        self._clean_pat(auth_type)
         return cleaned
+
+    def _clean_pat(self, auth_type: str | None) -> None:
+        is_pat = self.cleaned_data.get("snowflake_password_is_pat")
+        expires_on = self.cleaned_data.get("snowflake_pat_expires_on")
+        if (is_pat or expires_on) and auth_type != AuthType.BASIC:
+            self.add_error("snowflake_password_is_pat", "Only Basic authentication uses a "
+                           "programmatic access token; untick this or choose Basic.")
+        elif expires_on and not is_pat:
+            self.add_error("snowflake_password_is_pat", "An expiry date is for a programmatic "
+                           "access token: tick this box, or clear the date.")
 
     def _typed(self, name: str) -> str:
         return self.cleaned_data.get(name) or ""
@@ -212,6 +233,8 @@ class ProfileForm(forms.ModelForm):
                 self.add_error(name, f"{auth_type} authentication does not use a {label.lower()}; "
                                "leave this empty or change the auth type.")
 
+    # The typed key and passphrase are locals here: kept off Django's error pages.
+    @sensitive_variables()
     def _clean_key_pair(self) -> None:
         typed_key = self._typed("private_key")
         passphrase = self._typed("private_key_passphrase")
@@ -221,11 +244,19 @@ class ProfileForm(forms.ModelForm):
             self.add_error("private_key", "KeyPair authentication needs a private key.")
         elif passphrase:
             # A new passphrase for the stored key: it must open that key.
-            self._normalise(self.instance.get_secret("private_key"), passphrase)
+            try:
+                stored = self.instance.get_secret("private_key")
+            except CredentialDecryptionError:
+                self.add_error("private_key", "The stored private key cannot be decrypted with "
+                               "the configured keys, so a new passphrase cannot be checked "
+                               "against it. Paste the private key again with its passphrase.")
+                return
+            self._normalise(stored, passphrase)
         elif self.instance.private_key_encrypted and not self._will_have("private_key_passphrase"):
             self.add_error("private_key_passphrase", "The stored key is encrypted; it needs its "
                            "passphrase.")
 
+    @sensitive_variables()
     def _normalise(self, text: str, passphrase: str) -> None:
         try:
             self.normalised_key = private_keys.normalise_private_key(text, passphrase or None)
@@ -318,13 +349,18 @@ class ParameterRowsForm(forms.Form):
             name = name.strip()
             if not name and not value:
                 continue  # an empty row left on the page
-            if not name:
+            if problem := parameter_problem(name, value):
+                self.parameter_errors[index] = problem
+            elif not name:
                 self.parameter_errors[index] = "Give this parameter a name."
             elif name in parameters:
                 self.parameter_errors[index] = (f"“{name}” is already set above; parameter "
                                                 "names must be unique.")
             else:
                 parameters[name] = value
+        if len(parameters) > MAX_PARAMETERS:
+            self.add_error(None, f"At most {MAX_PARAMETERS} parameters can be sent with a run "
+                           f"({len(parameters)} are given).")
         return parameters
 
     def error_summary(self) -> list[tuple[str, str, str]]:
@@ -407,6 +443,8 @@ class RunForm(ParameterRowsForm):
         self.fields["environment"].queryset = EnvironmentProfile.objects.runnable_by(user)
         self.fields["notify"].initial = NotificationPreference.objects.filter(
             user=user, notify_by_default=True).exists()
+        # "⚠ Production (PAT expires in 9 days)": seen before choosing.
+        self.fields["environment"].label_from_instance = EnvironmentProfile.label_with_pat_note
         self.fields["preset"].queryset = Preset.usable_by(user)
         if not user.has_perm("runs.force_run"):
             # Not shown at all; the view refuses a forged POST that carries it.
@@ -414,15 +452,16 @@ class RunForm(ParameterRowsForm):
 
     def clean_job_id(self) -> str:
         value = self.cleaned_data["job_id"].strip()
-        if value and not value.isdigit():
+        # isascii: "²" and "١٢" are digits to str.isdigit, but not job IDs to Coalesce.
+        if value and not (value.isascii() and value.isdigit()):
             raise ValidationError("A job ID is a number, as shown in Coalesce (e.g. 3).")
         return value
 
     def clean_include_selector(self) -> str:
-        return self.cleaned_data["include_selector"].strip()
+        return clean_selector(self.cleaned_data["include_selector"])
 
     def clean_exclude_selector(self) -> str:
-        return self.cleaned_data["exclude_selector"].strip()
+        return clean_selector(self.cleaned_data["exclude_selector"])
 
     def clean(self):
         cleaned = super().clean()
@@ -579,6 +618,11 @@ STATUS_CHOICES = [
 ]
 
 
+# What EnvironmentProfile.label_with_pat_note reads.
+PAT_LABEL_FIELDS = ("pk", "name", "snowflake_auth_type", "snowflake_password_is_pat",
+                    "snowflake_pat_expires_on")
+
+
 class RunFilterForm(DateRangeForm):
     """The history's query string. The environments offered are `profiles`, the people
     those who started one of `runs`: the viewer never sees a choice they may not use."""
@@ -604,9 +648,10 @@ class RunFilterForm(DateRangeForm):
         # Each list is read once, and only if the form is rendered or that filter is set
         # (an htmx page of rows needs neither). Plain queries: a ModelChoiceField would
         # build model instances and, on PostgreSQL, open a server-side cursor for each.
-        environments = profiles.order_by("name").values_list("pk", "name")
-        self.fields["environment"].choices = cache(
-            lambda: [("", "All environments"), *environments])
+        environments = profiles.order_by("name").only(*PAT_LABEL_FIELDS)
+        self.fields["environment"].choices = cache(lambda: [
+            ("", "All environments"),
+            *((p.pk, p.label_with_pat_note()) for p in environments)])
         # An EXISTS probe per person on an index that starts with created_by, where a
         # DISTINCT would read every run. (For analysts the probe also narrows by profile:
         # the index run_user_profile_newest serves that.)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 
 from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -31,6 +32,10 @@ class EnvironmentProfileQuerySet(models.QuerySet):
         if user.has_perm("runs.view_run"):
             return self.all()
         return self.runnable_by(user)
+
+
+# From this many days before a PAT's expiry date, the pages warn about it.
+PAT_WARNING_DAYS = 14
 
 
 class EnvironmentProfile(models.Model):
@@ -79,6 +84,14 @@ class EnvironmentProfile(models.Model):
         "Snowflake auth type", max_length=16, choices=AuthType, default=AuthType.KEYPAIR
     )
     snowflake_username = models.CharField("Snowflake username", max_length=255, blank=True)
+    # Basic auth with Snowflake means, in practice, a programmatic access token (PAT) as the
+    # password: Snowflake is phasing out password-only sign-in. A PAT has an expiry date.
+    snowflake_password_is_pat = models.BooleanField(
+        "The password is a programmatic access token (PAT)", default=False)
+    snowflake_pat_expires_on = models.DateField(
+        "PAT expiry date", null=True, blank=True,
+        help_text="As Snowflake showed it when the token was generated. Runs are refused from "
+        "that day, and the dashboard warns from 14 days before.")
     snowflake_warehouse = models.CharField("Snowflake warehouse", max_length=520, blank=True)
     snowflake_role = models.CharField("Snowflake role", max_length=520, blank=True)
 
@@ -180,6 +193,56 @@ class EnvironmentProfile(models.Model):
                 f"{encrypted}, {updated}"
             )
         return f"Stored, {updated}"
+
+    # --- programmatic access tokens ---
+
+    def _pat_expiry(self) -> date | None:
+        if (self.snowflake_auth_type != self.AuthType.BASIC or not self.snowflake_password_is_pat
+                or self.snowflake_pat_expires_on is None):
+            return None
+        return self.snowflake_pat_expires_on
+
+    @property
+    def pat_days_left(self) -> int | None:
+        """Days until the PAT expires (0 on its last valid day... negative once expired)."""
+        expiry = self._pat_expiry()
+        return None if expiry is None else (expiry - timezone.localdate()).days
+
+    @property
+    def pat_expired(self) -> bool:
+        """Snowflake refuses the token from its expiry date on."""
+        days = self.pat_days_left
+        return days is not None and days <= 0
+
+    @property
+    def pat_expiry_warning(self) -> bool:
+        days = self.pat_days_left
+        return days is not None and days <= PAT_WARNING_DAYS
+
+    @property
+    def pat_expiry_note(self) -> str:
+        """"PAT expires in 40 days"; from PAT_WARNING_DAYS before, with a call to renew it;
+        once expired, the date and the consequence. "" without a PAT expiry date."""
+        days = self.pat_days_left
+        if days is None:
+            return ""
+        if days <= 0:
+            return (f"PAT expired on {self.snowflake_pat_expires_on:%Y-%m-%d}: runs are "
+                    "refused until an admin stores a new one")
+        note = f"PAT expires in {days} day{'s' if days != 1 else ''}"
+        return f"{note}: renew it soon" if days <= PAT_WARNING_DAYS else note
+
+    def label_with_pat_note(self) -> str:
+        """The profile's name for choice lists, kept short enough for a phone's width:
+        "Warehouse (PAT expires in 40 days)", with a warning sign from PAT_WARNING_DAYS
+        before, "⚠ Warehouse (PAT expired 2026-11-01)" after."""
+        days = self.pat_days_left
+        if days is None:
+            return self.name
+        if days <= 0:
+            return f"⚠ {self.name} (PAT expired {self.snowflake_pat_expires_on:%Y-%m-%d})"
+        label = f"{self.name} (PAT expires in {days} day{'s' if days != 1 else ''})"
+        return f"⚠ {label}" if days <= PAT_WARNING_DAYS else label
 
     # --- access ---
 
@@ -499,6 +562,7 @@ class AuditEntry(models.Model):
         LOGIN_FAILED = "login_failed", "Login failed"
         TOKEN_CREATED = "token_created", "API token created"
         TOKEN_REVOKED = "token_revoked", "API token revoked"
+        LOGIN_LOCKED_OUT = "login_locked_out", "Login locked out"
 
     seq = models.PositiveBigIntegerField(unique=True, editable=False)
     at = models.DateTimeField(default=timezone.now, editable=False)
@@ -664,6 +728,8 @@ class Preset(models.Model):
 
 
 # Notification models live in their own module; importing them here registers them.
+# Operations and sign-in bookkeeping, kept in their own module (this one is the runs').
+from runs.models_ops import Metric, SSOIdentity  # noqa: E402, F401
 from runs.notifications.models import (  # noqa: E402, F401
     Delivery,
     Destination,

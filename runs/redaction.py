@@ -11,11 +11,13 @@ Three layers, because no single one is enough:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
 import logging
 import re
 from collections.abc import Iterable, Iterator
+from urllib.parse import quote, quote_plus
 
 from django.views.debug import SafeExceptionReporterFilter
 
@@ -39,6 +41,9 @@ _KEY_VALUE = re.compile(
 _secrets_in_use: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
     "secrets_in_use", default=()
 )
+_pattern_in_use: contextvars.ContextVar[re.Pattern[str] | None] = contextvars.ContextVar(
+    "pattern_in_use", default=None
+)
 
 
 @contextlib.contextmanager
@@ -46,25 +51,67 @@ def secrets_in_use(*values: str | None) -> Iterator[None]:
     """Scrub these exact values from everything logged inside the block."""
     usable = tuple(v for v in values if v and len(v) >= 4)
     token = _secrets_in_use.set(_secrets_in_use.get() + usable)
+    # Built once per block, not per scrubbed text (a results page scrubs hundreds), and
+    # not cached beyond it: the decrypted values should not outlive the call.
+    pattern = _pattern_in_use.set(_variants_pattern(_secrets_in_use.get()))
     try:
         yield
     finally:
+        _pattern_in_use.reset(pattern)
         _secrets_in_use.reset(token)
 
 
 def scrub(text: str, extra_secrets: Iterable[str] = ()) -> str:
-    """Return `text` with every recognisable secret replaced by MARKER."""
+    """Return `text` with every recognisable secret replaced by MARKER.
+
+    Each secret in use (and each of `extra_secrets`) is also removed in the forms an echo
+    takes on its way back: JSON-escaped, URL-encoded, base64, in any letter case, with
+    its last characters cut, and, for a PEM, line by line.
+    """
     if not text:
         return text
-    for value in (*_secrets_in_use.get(), *extra_secrets):
-        if value:
-            text = text.replace(value, MARKER)
-            # A PEM echoed inside JSON arrives with escaped newlines.
-            if "\n" in value:
-                text = text.replace(value.replace("\n", "\\n"), MARKER)
+    in_use = _pattern_in_use.get()
+    if in_use is not None:
+        text = in_use.sub(MARKER, text)
+    extra = tuple(v for v in extra_secrets if v)
+    if extra and (pattern := _variants_pattern(extra)) is not None:
+        text = pattern.sub(MARKER, text)
     text = _PEM.sub(MARKER, text)
     text = _BEARER.sub(f"Bearer {MARKER}", text)
     return _KEY_VALUE.sub(lambda m: f"{m.group(1)}{MARKER}", text)
+
+
+# Shorter fragments (a cut-off secret, a PEM's last body line) are too likely to be
+# ordinary words to be removed on sight.
+_MIN_FRAGMENT = 8
+
+
+def _variants_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    variants: set[str] = set()
+    for value in secrets:
+        variants |= _variants(value)
+    # Longest first, so a whole secret goes before any fragment of it.
+    ordered = sorted((v for v in variants if v), key=len, reverse=True)
+    if not ordered:
+        return None
+    return re.compile("|".join(re.escape(v) for v in ordered), re.IGNORECASE)
+
+
+def _variants(value: str) -> set[str]:
+    """The encodings of `value` that Coalesce or Snowflake may echo."""
+    bases = {value, value.replace("\n", "\\n")}
+    if len(value) > _MIN_FRAGMENT + 1:
+        bases |= {value[:-1], value[:-2]}  # an echo cut short by a length limit
+    if "-----BEGIN" in value:
+        bases |= {line.strip() for line in value.splitlines()
+                  if len(line.strip()) >= _MIN_FRAGMENT and not line.startswith("-----")}
+    found = set()
+    for base in bases:
+        raw = base.encode()
+        encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+        found |= {base, quote(base, safe=""), quote(base), quote_plus(base),
+                  *encoded, *(e.rstrip("=") for e in encoded)}
+    return {v for v in found if len(v) >= 4}
 
 
 class ScrubSecretsFilter(logging.Filter):
@@ -88,3 +135,9 @@ class SecretsExceptionReporterFilter(SafeExceptionReporterFilter):
     hidden_settings = re.compile(
         "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|CREDENTIAL|PRIVATE|PASSPHRASE", flags=re.I
     )
+
+    def is_active(self, request) -> bool:
+        # Django's filter steps aside under DEBUG, so the technical 500 page would show
+        # @sensitive_variables locals (decrypted credentials) on a developer's screen, in a
+        # screenshot or in an error tracker. Our secrets stay hidden in DEBUG too.
+        return True

@@ -25,6 +25,7 @@ from django.views.decorators.debug import sensitive_variables
 from runs import audit, sweep, tasks
 from runs.coalesce import CoalesceError, FailureKind, StartedRun, client_for
 from runs.coalesce.answers import JobInfo
+from runs.coalesce.client import TOKEN_UNREADABLE
 from runs.encryption import CredentialDecryptionError
 from runs.models import (
     TERMINAL,
@@ -235,6 +236,7 @@ def _audit_details(run: Run) -> dict:
 @sensitive_variables()
 def _send(run: Run, attempt: Attempt) -> None:
     try:
+        _refuse_expired_pat(attempt.req.profile)
         with client_for(attempt.req.profile) as client:
             try:
                 body = attempt.body(reveal_secrets=True)
@@ -249,12 +251,23 @@ def _send(run: Run, attempt: Attempt) -> None:
         _finish(run, Run.Status.STARTED, run_counter=started.run_counter, run_link=link)
 
 
+def _refuse_expired_pat(profile: EnvironmentProfile) -> None:
+    """Snowflake would refuse an expired token: say so plainly, and send nothing."""
+    if profile.pat_expired:
+        raise CoalesceError(
+            FailureKind.NOT_SENT,
+            f"Not sent: the Snowflake programmatic access token of “{profile.name}” expired on "
+            f"{profile.snowflake_pat_expires_on:%Y-%m-%d}. An admin must store a new token on "
+            "the profile (and its new expiry date).")
+
+
 CREDENTIALS_UNREADABLE = ("The stored Snowflake credentials cannot be decrypted with the "
                           "configured keys, so nothing was sent. An admin must re-enter them "
                           "on the profile.")
 
 
 def _record_failure(run: Run, exc: CoalesceError) -> None:
+    unreadable = (CREDENTIALS_UNREADABLE, TOKEN_UNREADABLE)
     if exc.may_have_started:
         status = Run.Status.UNKNOWN
     elif exc.kind == FailureKind.NOT_SENT:
@@ -270,7 +283,11 @@ def _record_failure(run: Run, exc: CoalesceError) -> None:
                      ip=run.client_ip, target=f"run {run.pk}",
                      details={**_audit_details(run), "http_status": exc.status_code,
                               "error": exc.error_string or str(exc.kind)})
-    error_kind = "decryption" if status == Run.Status.NOT_SENT else str(exc.kind)
+    error_kind = str(exc.kind)
+    if status == Run.Status.NOT_SENT:
+        # Not sent for a reason of ours: undecryptable credentials, or (else) an expired
+        # PAT or a base URL no longer allowed, whose message says which.
+        error_kind = "decryption" if exc.message in unreadable else "refused"
     _finish(run, status, http_status=exc.status_code, error_kind=error_kind,
             error_message=exc.message, error_string=exc.error_string,
             error_detail=exc.error_detail, raw_response=exc.raw_body)

@@ -16,7 +16,8 @@ a worker that dies mid-sweep leaves nothing locked; the claim simply expires.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -24,11 +25,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from runs import preview_check
+from runs import metrics, preview_check
 from runs.coalesce import CoalesceError, FailureKind, RunSummary, client_for
 from runs.models import TERMINAL, EnvironmentProfile, Outcome, Run, RunEvent, SweepState
 from runs.notifications import events as notifications
-from runs.results import results_to_json
+from runs.results import parse_datetime, results_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,14 @@ SUBMITTING_GRACE = timedelta(minutes=2)
 MATCH_BEFORE = timedelta(minutes=2)
 MATCH_AFTER = timedelta(minutes=10)
 MAX_PAGES = 50
-LISTING_PAGE = 1000
+# Plain listings (status and times, a few hundred bytes a run) come in pages this big.
+LISTING_PAGE = 500
+# Detailed listings carry each run's selectors and parameters, so their pages are small:
+# at the run form's caps (runs.limits) 20 runs stay far under the
+# client's 1 MiB answer cap. A page that is still too big (runs started elsewhere) is
+# asked for again in halves, down to single runs, and a run that fits in no page is
+# skipped with a note: one odd run never stops following for its environment.
+DETAIL_PAGE = 20
 MAX_BACKOFF = timedelta(minutes=10)
 WRITE_BATCH = 500  # rows per statement (SQLite allows 999 parameters in older builds)
 
@@ -61,15 +69,18 @@ class SweepReport:
 def sweep(*, now: datetime | None = None, interval: float | None = None) -> SweepReport:
     """Refresh every environment that has active runs and that no other worker has
     claimed in this interval. Safe to call from several processes at once."""
+    started = time.monotonic()
     now = now or timezone.now()
     interval = settings.SWEEP_INTERVAL_SECONDS if interval is None else interval
     report = SweepReport()
     profile_ids = Run.objects.active().profile_ids()
     _stop_following_old_runs(now, profile_ids)
-    for profile in EnvironmentProfile.objects.filter(pk__in=profile_ids):
-        if claim_environment(profile, now, interval):
-            report.environments += 1
-            _sweep_isolated(profile, now, report)
+    with metrics.batched():
+        for profile in EnvironmentProfile.objects.filter(pk__in=profile_ids):
+            if claim_environment(profile, now, interval):
+                report.environments += 1
+                _sweep_isolated(profile, now, report)
+    metrics.sweep_finished(time.monotonic() - started)
     return report
 
 
@@ -113,8 +124,14 @@ def _sweep_environment(profile: EnvironmentProfile, now: datetime, report: Sweep
     runs = list(Run.objects.active().filter(profile=profile).order_by("created_at"))
     try:
         with client_for(profile) as client:
-            listing = _list_since(client, profile, _listing_start(runs), report)
+            listing = _valid(_list_since(client, profile, _listing_start(runs), report),
+                             profile, now, report)
             _apply_listing(client, runs, listing, now, report)
+            unresolved = [r for r in runs if r.status in Run.UNRESOLVED]
+            if unresolved:
+                details = _valid(_detailed_since(client, profile, unresolved, listing, report),
+                                 profile, now, report)
+                _reconcile(unresolved, details, now, report)
         _clear_backoff(profile)
     except CoalesceError as exc:
         report.errors.append(f"{profile.name}: {exc.message}")
@@ -127,33 +144,123 @@ def _sweep_environment(profile: EnvironmentProfile, now: datetime, report: Sweep
 
 def _listing_start(runs: list[Run]) -> datetime:
     """The earliest moment a run we follow (or look for) can have started in Coalesce."""
-    starts = [r.coalesce_started_at or r.created_at for r in runs]
+    # max(): a start time stored before times were checked (year 1) must not overflow.
+    starts = [max(r.coalesce_started_at or r.created_at, EARLIEST_TIME) for r in runs]
     return min(starts) - MATCH_BEFORE
 
 
 def _list_since(client, profile, since: datetime, report: SweepReport) -> list[RunSummary]:
-    """Every run of the environment started since `since`: one listing and its pages."""
+    """Every run of the environment started since `since`, without details (status and
+    times are all the following needs): one listing and its pages."""
     found: list[RunSummary] = []
-    cursor: str | int | None = since.isoformat().replace("+00:00", "Z")
+    cursor: str | int | None = _iso(since)
     for _ in range(MAX_PAGES):
         page = client.list_runs(environment_id=profile.environment_id, order_by="runStartTime",
-                                direction="asc", starting_from=cursor, limit=LISTING_PAGE,
-                                detail=True)
+                                direction="asc", starting_from=cursor, limit=LISTING_PAGE)
         report.calls += 1
         found.extend(page.runs)
-        following = page.next if page.next is not None else _last_start(page.runs)
+        following = page.next if page.next is not None else _last_start(page.runs, LISTING_PAGE)
         if not page.runs or following is None or str(following) == str(cursor):
             break
         cursor = following
     return found
 
 
-def _last_start(runs: list[RunSummary]) -> str | None:
+def _detailed_since(client, profile, unresolved: list[Run], listing: list[RunSummary],
+                    report: SweepReport) -> list[RunSummary]:
+    """The runs that may match an unresolved attempt, with their details (job, selectors,
+    parallelism), in small pages that halve when an answer is too big."""
+    first = min(r.created_at for r in unresolved) - MATCH_BEFORE
+    starts = sorted(s.start_time for s in listing if s.start_time and s.start_time >= first)
+    found: list[RunSummary] = []
+    cursor, size = _iso(first), DETAIL_PAGE
+    for _ in range(MAX_PAGES * 2):
+        try:
+            page = client.list_runs(environment_id=profile.environment_id,
+                                    order_by="runStartTime", direction="asc",
+                                    starting_from=cursor, limit=size, detail=True)
+        except CoalesceError as exc:
+            if exc.kind != FailureKind.BAD_RESPONSE:
+                raise
+            if size > 1:
+                size = max(1, size // 2)
+                continue
+            cursor = _skip_one(cursor, starts, profile, exc, report)
+            if cursor is None:
+                break
+            continue
+        finally:
+            report.calls += 1
+        found.extend(page.runs)
+        following = page.next if page.next is not None else _last_start(page.runs, size)
+        if not page.runs or following is None or str(following) == str(cursor):
+            break
+        cursor = following
+    return found
+
+
+def _skip_one(cursor: str | int, starts: list[datetime], profile, exc: CoalesceError,
+              report: SweepReport) -> str | None:
+    """Past the one run that no page can hold: the next start time the plain listing has."""
+    note = f"{profile.name}: skipped a run Coalesce could not list in detail ({exc.message})"
+    report.errors.append(note)
+    logger.warning("Sweep of %s", note)
+    at = parse_datetime(str(cursor))
+    later = [s for s in starts if at is None or s > at]
+    return _iso(later[0]) if later else None
+
+
+# Coalesce data is checked before it is stored: a start time in year 1 or 9999 overflowed
+# later arithmetic, and a status longer than the column failed the whole write on
+# PostgreSQL. Times outside this span are dropped; runs with other odd values are skipped.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+MAX_RUN_COUNTER = 2**63 - 1  # the BigIntegerField
+MAX_STATUS = Run._meta.get_field("coalesce_status").max_length
+# The timeline's kind is "coalesce_<status>".
+MAX_EVENT_STATUS = RunEvent._meta.get_field("kind").max_length - len("coalesce_")
+
+
+def _valid(listing: list[RunSummary], profile, now: datetime,
+           report: SweepReport) -> list[RunSummary]:
+    """The listing with out-of-range times dropped and unstorable runs skipped (noted)."""
+    kept = []
+    for summary in listing:
+        problem = _unstorable(summary)
+        if problem:
+            note = f"{profile.name}: skipped Coalesce run {summary.run_counter}: {problem}"
+            report.errors.append(note)
+            logger.warning("Sweep of %s", note)
+            continue
+        kept.append(replace(summary, start_time=_bounded(summary.start_time, now),
+                            end_time=_bounded(summary.end_time, now)))
+    return kept
+
+
+def _unstorable(summary: RunSummary) -> str | None:
+    if summary.run_counter > MAX_RUN_COUNTER:
+        return "its run id is too large"
+    if len(summary.status) > min(MAX_STATUS, MAX_EVENT_STATUS):
+        return f"its status is longer than {min(MAX_STATUS, MAX_EVENT_STATUS)} characters"
+    return None
+
+
+def _bounded(moment: datetime | None, now: datetime) -> datetime | None:
+    if moment is None or not EARLIEST_TIME <= moment <= now + FUTURE_SLACK:
+        return None
+    return moment
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _last_start(runs: list[RunSummary], page_size: int) -> str | None:
     """Where a full page without `next` goes on: its last run's start time (the listing's
     own cursor when it is ordered by runStartTime). None after a short page."""
-    if len(runs) < LISTING_PAGE or runs[-1].start_time is None:
+    if len(runs) < page_size or runs[-1].start_time is None:
         return None
-    return runs[-1].start_time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return _iso(runs[-1].start_time)
 
 
 def _apply_listing(client, runs: list[Run], listing: list[RunSummary], now: datetime,
@@ -166,9 +273,6 @@ def _apply_listing(client, runs: list[Run], listing: list[RunSummary], now: date
             if summary is not None:
                 _update_run(client, run, summary, writes, report)
     writes.save(now)
-    unresolved = [r for r in runs if r.status in Run.UNRESOLVED]
-    if unresolved:
-        _reconcile(unresolved, listing, now, report)
 
 
 @dataclass

@@ -75,6 +75,9 @@ def run_statuses(request: HttpRequest):
         ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:PAGE_SIZE]
     except ValueError:
         return HttpResponseBadRequest("ids must be run numbers separated by commas.")
+    # A number no row can have would overflow the database's integer (a 500 on SQLite).
+    if any(not 0 < i < 2**63 for i in ids):
+        return HttpResponseBadRequest("ids must be run numbers separated by commas.")
     runs = Run.objects.visible_to(request.user).filter(pk__in=ids).order_by("-created_at", "-id")
     rows = rows_for(runs)
     moving = moving_ids(rows)

@@ -121,7 +121,9 @@ def test_it_shows_the_key_field_as_a_monospace_textarea(admin_client):
     page = admin_client.get(ADD_URL).content.decode()
     textarea = re.search(r"<textarea[^>]*name=\"private_key\"[^>]*>", page)
     assert textarea is not None
-    assert "font-family: monospace" in textarea.group(0)
+    # Styled from a stylesheet (the Content-Security-Policy refuses style attributes).
+    assert 'class="pem-input"' in textarea.group(0)
+    assert "runs/admin.css" in page
 
 
 def test_it_defaults_parallelism_to_16(admin_client):

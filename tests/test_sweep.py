@@ -64,7 +64,7 @@ def test_it_costs_one_listing_plus_one_results_call_per_finished_run(alice, prof
     items[7] = _summary(107, "failed", ended=ended)
     responses.get(LIST_URL, json=_listing(items), match=[matchers.query_param_matcher(
         {"environmentID": "42", "orderBy": "runStartTime", "orderByDirection": "asc",
-         "limit": "1000", "detail": "true", "runType": "refresh"}, strict_match=False)])
+         "limit": "500", "detail": "false", "runType": "refresh"}, strict_match=False)])
     responses.get(f"{LIST_URL}/103/results", json=_results_body(failed=False))
     responses.get(f"{LIST_URL}/107/results", json=_results_body(failed=True))
 

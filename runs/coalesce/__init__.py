@@ -12,8 +12,8 @@ from runs.coalesce.client import (
     CoalesceClient,
     CoalesceError,
     FailureKind,
-    client_for,
 )
+from runs.coalesce.opening import client_for
 
 __all__ = [
     "MAX_RESPONSE_BYTES", "TOKEN_UNREADABLE", "USER_AGENT", "CoalesceClient", "CoalesceError",

@@ -62,14 +62,20 @@ class RunPage:
     next: str | int | None
 
 
+# The largest runCounter a run row can store (a signed 64-bit column); a bigger one from
+# Coalesce is treated as no runCounter at all rather than failing the write.
+MAX_RUN_COUNTER = 2**63 - 1
+
+
 def run_counter_of(value: Any) -> int | None:
-    """The runCounter as an int, accepting a numeric string; None for anything else."""
+    """The runCounter as an int, accepting a numeric string; None for anything else,
+    negative numbers and numbers above MAX_RUN_COUNTER included."""
     if isinstance(value, bool):  # bool is an int subclass, but True is not a run
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
     if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
-        return int(value.strip())
+        value = int(value.strip()) if len(value.strip()) <= 20 else None
+    if isinstance(value, int):
+        return value if 0 <= value <= MAX_RUN_COUNTER else None
     return None
 
 

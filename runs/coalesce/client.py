@@ -25,7 +25,6 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal
@@ -33,7 +32,6 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
@@ -55,11 +53,10 @@ from runs.coalesce.answers import (
     run_counter_of,
     run_summary_of,
 )
-from runs.encryption import CredentialDecryptionError
+from runs.coalesce.signals import coalesce_called
 from runs.redaction import secrets_in_use
 from runs.results import NodeResult, parse_results
 from runs.selectors import NodeRecord
-from runs.validators import normalise_base_url
 
 logger = logging.getLogger("runs.coalesce")
 
@@ -182,28 +179,6 @@ def _new_session() -> requests.Session:
     return session
 
 
-@contextmanager
-def client_for(profile, **options) -> Iterator[CoalesceClient]:
-    """The one way to open a client for an environment profile, closed on exit.
-
-    `profile` is anything with `base_url` and `get_secret` (this module never imports the
-    models). An API token that cannot be decrypted is a NOT_SENT CoalesceError, so callers
-    handle every failure with one `except CoalesceError`.
-    """
-    try:
-        # Checked again at call time: the allow-list may have changed since the save.
-        base_url = normalise_base_url(profile.base_url)
-    except ValidationError as exc:
-        raise CoalesceError(FailureKind.NOT_SENT, f"The profile's Coalesce base URL is not "
-                            f"allowed: {exc.messages[0]} Nothing was sent.") from None
-    try:
-        token = profile.get_secret("api_token")
-    except CredentialDecryptionError:
-        raise CoalesceError(FailureKind.NOT_SENT, TOKEN_UNREADABLE) from None
-    with CoalesceClient(base_url, token, **options) as client:
-        yield client
-
-
 class CoalesceClient:
     """Calls to one Coalesce deployment with one access token.
 
@@ -220,8 +195,10 @@ class CoalesceClient:
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         session: requests.Session | None = None,
+        echoed_secrets: tuple[str, ...] = (),
     ) -> None:
-        """`session`, when given, is used as is: its adapters decide the retry policy."""
+        """`session`, when given, is used as is: its adapters decide the retry policy.
+        `echoed_secrets` are scrubbed, with the token, from everything read back."""
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = float(
             settings.COALESCE_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
@@ -230,6 +207,7 @@ class CoalesceClient:
             settings.COALESCE_READ_TIMEOUT if read_timeout is None else read_timeout
         )
         self._token = token
+        self._secrets = (token, *echoed_secrets)
         self._session = session if session is not None else _new_session()
         self._session.auth = _BearerAuth(token)
         self._session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
@@ -294,7 +272,7 @@ class CoalesceClient:
             body["orgID"] = org_id
         if environment_id:
             body["environmentID"] = environment_id
-        with secrets_in_use(self._token):
+        with secrets_in_use(*self._secrets):
             self._call("POST", "/scheduler/cancelRun", json_body=body)
 
     def get_results(self, run_counter: int) -> list[NodeResult]:
@@ -304,7 +282,7 @@ class CoalesceClient:
         Raises CoalesceError: BAD_RESPONSE when the answer is not JSON or has no `data` list
         (a bare list is accepted), REJECTED/404 for an unknown run, RATE_LIMITED on a 429.
         """
-        with secrets_in_use(self._token):
+        with secrets_in_use(*self._secrets):
             answer = self._call("GET", f"/api/v1/runs/{checked_run_counter(run_counter)}/results")
             data = self._json(answer, starts_run=False)
             items = data.get("data") if isinstance(data, dict) else data
@@ -343,7 +321,7 @@ class CoalesceClient:
             params["runType"] = run_type
         if starting_from is not None and starting_from != "":
             params["startingFrom"] = str(starting_from)
-        with secrets_in_use(self._token):
+        with secrets_in_use(*self._secrets):
             answer = self._call("GET", "/api/v1/runs", params=params)
             data = self._json_object(answer, starts_run=False)
             items = data.get("data")
@@ -399,7 +377,7 @@ class CoalesceClient:
             for key in _SECRET_CREDENTIAL_KEYS
             if isinstance(value := credentials.get(key), str)
         ]
-        with secrets_in_use(self._token, *secrets):
+        with secrets_in_use(*self._secrets, *secrets):
             answer = self._call("POST", path, json_body=body, starts_run=True)
             data = self._json_object(answer, starts_run=True)
             counter = run_counter_of(data.get("runCounter"))
@@ -416,7 +394,7 @@ class CoalesceClient:
         A 429 is not retried: the test reports what Coalesce says right now.
         """
         params = {"limit": "1", "orderBy": "id", "orderByDirection": "desc", "detail": "false"}
-        with secrets_in_use(self._token):
+        with secrets_in_use(*self._secrets):
             answer = self._call("GET", "/api/v1/runs", params=params)
             data = self._json_object(answer, starts_run=False)
             if not isinstance(data.get("data"), list):
@@ -471,6 +449,9 @@ class CoalesceClient:
             elapsed_ms = round((time.monotonic() - started) * 1000)
             # The path only: no query string, body, headers or token.
             logger.info("%s %s -> %s in %d ms", method, path, outcome, elapsed_ms)
+            # For the metrics (runs.metrics); a receiver's failure never fails the call.
+            coalesce_called.send_robust(CoalesceClient, method=method, path=path,
+                                        outcome=outcome)
 
     def _answer(self, response: requests.Response, *, starts_run: bool,
                 max_bytes: int = MAX_RESPONSE_BYTES) -> _Answer:
