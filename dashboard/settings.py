@@ -107,6 +107,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "runs.context_processors.navigation",
             ],
         },
     },
@@ -210,6 +211,9 @@ TASKS = {
 # How often the sweep refreshes the runs that are not finished, and when it gives up.
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", "10")
 SWEEP_MAX_AGE_HOURS = env_int("SWEEP_MAX_AGE_HOURS", "48")
+# Node results of a running run are fetched only while someone has its page open, at most
+# once per sweep and run, and at most this many such calls per environment per sweep.
+SWEEP_LIVE_RESULTS_PER_ENVIRONMENT = env_int("SWEEP_LIVE_RESULTS_PER_ENVIRONMENT", "5")
 
 LOGGING = {
     "version": 1,

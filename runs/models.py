@@ -102,6 +102,9 @@ class EnvironmentProfile(models.Model):
     private_key_size = models.PositiveIntegerField(null=True, editable=False)
     private_key_fingerprint = models.CharField(max_length=80, blank=True, editable=False)
     private_key_encrypted = models.BooleanField(default=False, editable=False)
+    # The public half (base64 DER, as Snowflake's RSA_PUBLIC_KEY takes it): public, so the
+    # admin can show the ALTER USER statement without decrypting the private key.
+    private_key_public = models.TextField(blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -366,6 +369,9 @@ class Run(models.Model):
     # Node results as parsed by runs.results (NodeResult.to_json()), fetched when it ends.
     results = models.JSONField(default=list, blank=True)
     results_fetched_at = models.DateTimeField(null=True, blank=True)
+    # Until when someone has this run's page open (its polling renews it): the sweep
+    # fetches a running run's node results only while this is in the future.
+    watched_until = models.DateTimeField(null=True, blank=True)
 
     objects = RunQuerySet.as_manager()
 

@@ -155,7 +155,7 @@ def _attempt(attempt: Attempt) -> tuple[Run, bool]:
         return Run.objects.get(submit_token=attempt.submit_token), False
     _send(run, attempt)
     if run.is_active:
-        tasks.ensure_sweeping()
+        tasks.sweep_soon(run.profile)
     return run, True
 
 

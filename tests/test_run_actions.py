@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 import responses
 from django.urls import reverse
+from django.utils import timezone
 from responses import matchers
 
 from runs.models import AuditEntry, Run
@@ -49,7 +51,7 @@ def test_the_page_polls_while_the_run_moves(alice_client, alice, profile):
     run = _run(profile, alice)
     page = alice_client.get(run.get_absolute_url()).content.decode()
     assert f'hx-get="{reverse("runs:status", args=[run.pk])}"' in page
-    assert 'hx-trigger="every 3s"' in page
+    assert 'hx-trigger="every 2s"' in page and 'hx-swap="innerHTML"' in page
 
 
 def test_the_status_fragment_keeps_polling_while_active(alice_client, alice, profile):
@@ -58,9 +60,9 @@ def test_the_status_fragment_keeps_polling_while_active(alice_client, alice, pro
                                 headers={"HX-Request": "true"})
     assert response.status_code == 200
     body = response.content.decode()
-    assert body.lstrip().startswith('<div id="run-live"') and "<html" not in body
-    # The visible status text, not the CSS class "coalesce-running" beside it.
-    assert '<strong class="coalesce-status coalesce-running">running</strong>' in body
+    # The content of the polled element only: the element itself stays in the page.
+    assert 'id="run-live"' not in body and "<html" not in body
+    assert '<span class="outcome-shape" aria-hidden="true">▶</span> Running</span>' in body
 
 
 @pytest.mark.parametrize("status", ["completed", "failed", "canceled"])
@@ -68,7 +70,8 @@ def test_polling_stops_once_the_run_is_terminal(alice_client, alice, profile, st
     run = _run(profile, alice, coalesce_status=status)
     response = alice_client.get(reverse("runs:status", args=[run.pk]))
     assert response.status_code == 286  # htmx stops polling
-    assert status in response.content.decode()
+    word = {"completed": "Succeeded", "failed": "Failed", "canceled": "Cancelled"}[status]
+    assert f"</span> {word}</span>" in response.content.decode()
     assert "hx-trigger" not in response.content.decode()
 
 
@@ -274,3 +277,49 @@ def test_fetching_results_with_an_undecryptable_token_says_so(alice_client, alic
         response = alice_client.post(reverse("runs:refresh_results", args=[run.pk]),
                                      follow=True)
     assert "API token cannot be decrypted" in response.content.decode()
+
+
+def test_an_unchanged_run_answers_304_to_the_next_poll(alice_client, alice, profile):
+    run = _run(profile, alice)
+    url = reverse("runs:status", args=[run.pk])
+    first = alice_client.get(url)
+    etag = first["ETag"]
+
+    again = alice_client.get(url, headers={"If-None-Match": etag})
+    run.log("coalesce_running", "Coalesce reports running.")
+    changed = alice_client.get(url, headers={"If-None-Match": etag})
+
+    assert again.status_code == 304 and again.content == b""
+    assert changed.status_code == 200 and "Coalesce reports running." in changed.content.decode()
+
+
+def test_a_poll_tells_the_sweep_that_the_page_is_open(alice_client, alice, profile):
+    run = _run(profile, alice)
+    before = timezone.now()
+
+    alice_client.get(reverse("runs:status", args=[run.pk]))
+
+    run.refresh_from_db()
+    assert run.watched_until > before + timedelta(seconds=10)
+
+
+def test_a_finished_run_is_not_marked_watched(alice_client, alice, profile):
+    run = _run(profile, alice, coalesce_status="completed")
+    alice_client.get(reverse("runs:status", args=[run.pk]))
+    run.refresh_from_db()
+    assert run.watched_until is None
+
+
+@pytest.mark.parametrize("coalesce_status", ["running", "completed", "failed"])
+def test_every_run_page_offers_run_again_to_who_may_run_it(alice_client, alice, profile,
+                                                           coalesce_status):
+    run = _run(profile, alice, coalesce_status=coalesce_status)
+    page = alice_client.get(run.get_absolute_url()).content.decode()
+    assert f'href="/runs/new/?from_run={run.pk}">Run again</a>' in page
+
+
+def test_an_auditor_sees_no_run_again(client, carol, alice, profile):
+    run = _run(profile, alice, coalesce_status="failed")
+    client.force_login(carol)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert "Run again" not in page and "Failed" in page
