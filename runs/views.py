@@ -26,8 +26,8 @@ from runs.exports import audit_csv_chunks, csv_chunks, csv_response, export_batc
 from runs.forms import AuditFilterForm, RerunForm, RunFilterForm, RunForm
 from runs.history import PAGE_SIZE, RunHistory, moving_ids, rows_for
 from runs.http import AuthenticatedHttpRequest, client_ip
-from runs.models import AuditEntry, EnvironmentProfile, Run
 from runs.live import LiveState, live_state
+from runs.models import AuditEntry, EnvironmentProfile, Run
 from runs.results import failed_first, progress, results_from_json
 
 
