@@ -6,6 +6,12 @@
 (function () {
   "use strict";
   var last = null;
+  // What the page said when it loaded: only a change from it is announced.
+  var announced = null;
+  document.addEventListener("DOMContentLoaded", function () {
+    var source = document.querySelector("#run-live [data-announce]");
+    if (source) announced = source.dataset.announce;
+  });
 
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (event.detail.target.id !== "run-live") return;
@@ -18,8 +24,9 @@
     if (event.detail.target.id !== "run-live") return;
     var source = event.detail.target.querySelector("[data-announce]");
     var region = document.getElementById("run-announce");
-    if (source && region && region.textContent !== source.dataset.announce) {
-      region.textContent = source.dataset.announce;
+    if (source && region && source.dataset.announce !== announced) {
+      announced = source.dataset.announce;
+      region.textContent = announced;
     }
     tick();
   });
