@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import responses
+from django.contrib.auth.models import Group, Permission, User
 from django.urls import reverse
 from django.utils import timezone
 from responses import matchers
@@ -323,3 +324,39 @@ def test_an_auditor_sees_no_run_again(client, carol, alice, profile):
     client.force_login(carol)
     page = client.get(run.get_absolute_url()).content.decode()
     assert "Run again" not in page and "Failed" in page
+
+
+@pytest.mark.parametrize("who", ["alice", "carol", "admin_user"])
+def test_an_unchanged_poll_costs_one_query_after_the_login(client, who, alice, profile,
+                                                           django_assert_num_queries, request):
+    run = _run(profile, alice)
+    client.force_login(request.getfixturevalue(who))
+    url = reverse("runs:status", args=[run.pk])
+    etag = client.get(url)["ETag"]  # this poll also renewed "watched until"
+    # The session, its user, then the run's change marker with the visibility rule.
+    with django_assert_num_queries(3):
+        assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_a_poll_for_an_invisible_run_is_404_also_with_an_etag(client, bob, alice, profile):
+    run = _run(profile, alice)
+    client.force_login(alice)
+    etag = client.get(reverse("runs:status", args=[run.pk]))["ETag"]
+    client.force_login(bob)
+    response = client.get(reverse("runs:status", args=[run.pk]), headers={"If-None-Match": etag})
+    assert response.status_code == 404
+
+
+def test_the_poll_sees_exactly_the_runs_the_history_shows(client, alice, bob, carol,
+                                                          admin_user, profile, staging):
+    # staging: alice's group may not run it; bob's group gets view_run through a group.
+    auditors = Group.objects.create(name="auditors")
+    auditors.permissions.add(Permission.objects.get(codename="view_run"))
+    bob.groups.add(auditors)
+    dave = User.objects.create_user("dave", password="dave-password")
+    runs = [_run(profile, alice, counter=1), _run(staging, admin_user, counter=2)]
+    for user in (alice, bob, carol, admin_user, dave):
+        client.force_login(user)
+        polled = {run.pk for run in runs
+                  if client.get(reverse("runs:status", args=[run.pk])).status_code == 200}
+        assert polled == set(Run.objects.visible_to(user).values_list("pk", flat=True)), user
