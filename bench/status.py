@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 FLOOR = 1000.0
 # The server's log goes to a file: a pipe nobody reads fills up and stalls the workers.
-LOG = tempfile.TemporaryFile()
+LOG = tempfile.TemporaryFile()  # noqa: SIM115 - open for the whole run, closed at exit
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
 
