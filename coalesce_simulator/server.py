@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from coalesce_simulator.errors import AUTH_ERROR, SimError, bad_request
-from coalesce_simulator.modes import NORMAL, start_run_answer
+from coalesce_simulator.modes import HTML_500, NORMAL, start_run_answer
 from coalesce_simulator.run import DEFAULT_RUN_SECONDS, SimRun
 from coalesce_simulator.state import RUNS_DEFAULT_LIMIT, SimulatorState
 from coalesce_simulator.validation import (
@@ -36,10 +36,12 @@ RUN_TYPES = ("deploy", "refresh")
 
 RUN_TEMPLATE = "/api/v1/runs/{id}"
 RESULTS_TEMPLATE = "/api/v1/runs/{id}/results"
+ENVIRONMENT_TEMPLATE = "/api/v1/environments/{id}"
 # Paths with a run ID in them, matched to the template they are routed and counted under.
 TEMPLATES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"/api/v1/runs/([^/]+)"), RUN_TEMPLATE),
     (re.compile(r"/api/v1/runs/([^/]+)/results"), RESULTS_TEMPLATE),
+    (re.compile(r"/api/v1/environments/([^/]+)"), ENVIRONMENT_TEMPLATE),
 )
 
 
@@ -255,6 +257,27 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         run = self._known_run(self.path_args[0], "runID")
         self.send_json(200, {"data": self.state.run_results(run.run_counter)})
 
+    def handle_get_environment(self) -> None:
+        """GET /api/v1/environments/{environmentID}: the environment, answered as its mode
+        answers a start (a 500, a 401) so a connection test sees what a start would; an
+        ID starting with "missing" is unknown (404)."""
+        self.require_token()
+        environment_id = self.path_args[0]
+        refusal = self.state.read_refusal(environment_id)
+        if refusal is not None:
+            raise refusal
+        mode = self.state.behaviour_for(environment_id)
+        if mode == "http500":
+            self.send_raw(500, HTML_500.encode(), "text/html; charset=utf-8")
+            return
+        if mode == "unauthorized":
+            raise SimError(401, AUTH_ERROR)
+        if environment_id.startswith("missing"):
+            raise SimError(404, f"Environment {environment_id} not found")
+        self.send_json(200, {"id": environment_id, "name": f"Simulated {environment_id}",
+                             "project": "simulator", "oauthEnabled": True,
+                             "runTimeParameters": {}})
+
     def handle_list_runs(self) -> None:
         """GET /api/v1/runs: filters, order, paging with startingFrom and ``next``."""
         self.require_token()
@@ -356,6 +379,7 @@ ROUTES: dict[str, dict[str, Callable[[SimulatorHandler], None]]] = {
     "/api/v1/runs": {"GET": SimulatorHandler.handle_list_runs},
     RUN_TEMPLATE: {"GET": SimulatorHandler.handle_get_run},
     RESULTS_TEMPLATE: {"GET": SimulatorHandler.handle_get_results},
+    ENVIRONMENT_TEMPLATE: {"GET": SimulatorHandler.handle_get_environment},
     "/_sim/calls": {"GET": SimulatorHandler.handle_calls},
     "/_sim/calls/total": {"GET": SimulatorHandler.handle_calls_total},
     "/_sim/requests": {"GET": SimulatorHandler.handle_requests},

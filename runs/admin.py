@@ -102,12 +102,9 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
     @admin.action(description="Test connection")
     def test_connection(self, request, queryset):
         for profile in queryset:
-            problem = service.test_connection(profile)
-            if problem:
-                self.message_user(request, f"{profile.name}: {problem}", messages.ERROR)
-            else:
-                self.message_user(request, f"{profile.name}: connected to Coalesce.",
-                                  messages.SUCCESS)
+            report = service.test_connection(profile)
+            level = messages.ERROR if report.problem else messages.SUCCESS
+            self.message_user(request, f"{profile.name}: {report.summary()}", level)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

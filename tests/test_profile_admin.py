@@ -365,14 +365,17 @@ def run_test_connection(client, profile):
 @responses.activate
 def test_it_tests_the_connection(admin_client, profile):
     responses.get(RUNS_URL, json={"data": []}, match=[matchers.query_param_matcher(LIST_QUERY)])
+    responses.get(f"{BASE}/api/v1/environments/{profile.environment_id}",
+                  json={"id": profile.environment_id, "name": "PROD"})
     response = run_test_connection(admin_client, profile)
-    messages = [str(m) for m in get_messages(response.wsgi_request)]
-    assert messages == ["Production: connected to Coalesce."]
-    assert "Production: connected to Coalesce." in response.content.decode()
-    assert len(responses.calls) == 1
-    assert responses.calls[0].request.headers["Authorization"] == "Bearer " + profile.get_secret(
-        "api_token"
-    )
+    [message] = [str(m) for m in get_messages(response.wsgi_request)]
+    assert message.startswith("Production: Connected. Checked: the base URL and API token "
+                              "(Coalesce listed runs); environment 42 (PROD) exists")
+    assert "Not checked: the Snowflake credentials" in message
+    assert len(responses.calls) == 2
+    for call in responses.calls:
+        assert call.request.headers["Authorization"] == "Bearer " + profile.get_secret(
+            "api_token")
 
 
 @responses.activate
@@ -388,7 +391,7 @@ def test_it_reports_a_rejected_token_in_plain_words(admin_client, profile):
     (message,) = list(get_messages(response.wsgi_request))
     assert message.level_tag == "error"
     assert str(message).startswith(
-        "Production: Coalesce did not accept the access token (HTTP 401)"
+        "Production: Problem: Coalesce did not accept the access token (HTTP 401)"
     )
     assert token not in str(message)
     assert token not in response.content.decode()

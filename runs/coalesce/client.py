@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from django.conf import settings
@@ -384,6 +384,18 @@ class CoalesceClient:
                 raise self._bad_response(
                     answer, "the response is not a Coalesce run list", starts_run=False
                 )
+
+    def get_environment(self, environment_id: str) -> dict[str, Any]:
+        """GET /api/v1/environments/{environmentID} (docs/coalesce-api.md §6.1): the
+        environment's description as Coalesce sends it (a JSON object).
+
+        Raises CoalesceError: REJECTED/404 for an unknown environment, UNAUTHORIZED for a
+        token that may not read it, BAD_RESPONSE when the answer is not a JSON object.
+        """
+        with secrets_in_use(self._token):
+            path = f"/api/v1/environments/{quote(str(environment_id), safe='')}"
+            answer = self._call("GET", path)
+            return self._json_object(answer, starts_run=False)
 
     # -- transport ------------------------------------------------------------------------
 
