@@ -143,6 +143,7 @@ class EnvironmentProfile(models.Model):
             self.private_key_size = None
             self.private_key_fingerprint = ""
             self.private_key_encrypted = False
+            self.private_key_public = ""
 
     def get_secret(self, name: str) -> str:
         """Decrypt a stored secret ("" when none is stored).
@@ -160,6 +161,7 @@ class EnvironmentProfile(models.Model):
         self.private_key_size = key.key_size
         self.private_key_fingerprint = key.fingerprint
         self.private_key_encrypted = key.encrypted
+        self.private_key_public = key.public_key
 
     def drop_secrets_unused_by_auth_type(self) -> list[str]:
         """Clear the secrets the current auth type does not use; return their names."""
