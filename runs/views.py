@@ -244,7 +244,7 @@ def run_status(request: AuthenticatedHttpRequest, pk: int):
         return HttpResponseNotModified(headers={"ETag": etag, "Cache-Control": "no-cache"})
     run = _get_run_for_user(request, pk)
     context = _live_context(request, run)
-    html = render_to_string("runs/run_detail.html#run-live", context, request=request)
+    html = render_to_string("runs/run_detail.html#run-poll", context, request=request)
     if not context["live"]:
         return HttpResponseStopPolling(html)
     return HttpResponse(html, headers={"ETag": etag, "Cache-Control": "no-cache"})
