@@ -206,3 +206,75 @@ def test_an_auditor_reads_the_outcome_without_actions(new_page, log_in, carol, a
     expect(page.get_by_role("link", name="Start a refresh run")).to_have_count(0)
     check_page(page)
     shoot(page, f"auditor-{viewport}")
+
+
+class TaskWorker:
+    """What `manage.py db_worker --interval 0.2` does with the sweep, in a thread: run each
+    queued sweep once its time has come. Takes turns with the live server (`Turns`)."""
+
+    def __init__(self, turns: Turns) -> None:
+        self.turns, self.stop = turns, threading.Event()
+        self.errors: list[BaseException] = []
+        self.shared = connections[DEFAULT_DB_ALIAS]
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        from django_tasks_db.models import DBTaskResult
+
+        from runs import tasks
+
+        if self.turns.shared:
+            connections[self.shared.alias] = self.shared
+        while not self.stop.is_set():
+            try:
+                with self.turns.lock:
+                    due = DBTaskResult.objects.ready().filter(
+                        task_path=tasks.sweep_runs.module_path).first()
+                    if due is not None:
+                        due.delete()
+                        tasks.sweep_runs.call()
+            except Exception as exc:  # noqa: BLE001 - asserted on by the fixture
+                self.errors.append(exc)
+            self.stop.wait(0.2)
+
+    def __enter__(self):
+        if self.turns.shared:
+            self.shared.inc_thread_sharing()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        if self.turns.shared:
+            self.shared.dec_thread_sharing()
+
+
+@pytest.fixture
+def simulator_options() -> dict:
+    return {"run_seconds": 30}  # waitingToRun for 4.5 s, then running
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_after_a_start_the_page_shows_queued_then_coalesce_s_first_status_within_3_s(
+        new_page, log_in, alice, demo_profile, turns, settings, viewport):
+    import time
+    import uuid
+
+    from runs.service import RunRequest, start_run
+
+    settings.SWEEP_INTERVAL_SECONDS = 10  # without the immediate sweep: 10 s or more
+    page = new_page(viewport)
+    log_in(page)
+    with TaskWorker(turns) as worker:
+        with turns.lock:
+            run, _ = start_run(RunRequest(profile=demo_profile, job_id="5"), user=alice,
+                               client_ip=None, submit_token=uuid.uuid4())
+            started = time.monotonic()
+        page.goto(run.get_absolute_url())
+        expect(page.locator(".outcome-line")).to_have_text("… Queued")
+        expect(page.locator(".timeline")).to_contain_text("Coalesce reports waitingToRun",
+                                                          timeout=3_000)
+        assert time.monotonic() - started <= 3.5
+    assert worker.errors == []
+    check_page(page)
