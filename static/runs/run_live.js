@@ -2,7 +2,8 @@
 // - An answer identical to the last one is not swapped, so nothing is re-announced.
 // - After a swap, the status line (#run-announce, the one live region) gets the new
 //   outcome and progress, only when they changed.
-// - The elapsed time ticks every second.
+// - The elapsed time ticks every second, and relative times ("3 min ago") stay current:
+//   an unchanged run's poll answers 304, so the server does not re-render them.
 (function () {
   "use strict";
   var last = null;
@@ -42,8 +43,21 @@
     return Math.floor(hours / 24) + " d " + (hours % 24) + " h";
   }
 
+  // As runs.time_format.ago writes it.
+  function ago(seconds) {
+    if (seconds < 0) return "in the future";
+    if (seconds < 60) return "just now";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min ago";
+    if (seconds < 48 * 3600) return Math.floor(seconds / 3600) + " h ago";
+    return Math.floor(seconds / 86400) + " days ago";
+  }
+
   function tick() {
     var now = Date.now();
+    document.querySelectorAll("time[datetime] + small.ago").forEach(function (element) {
+      var at = Date.parse(element.previousElementSibling.getAttribute("datetime"));
+      if (!isNaN(at)) element.textContent = ago((now - at) / 1000);
+    });
     document.querySelectorAll("[data-elapsed-since]").forEach(function (element) {
       var since = Date.parse(element.dataset.elapsedSince);
       if (!isNaN(since)) element.textContent = duration(Math.max(0, Math.round((now - since) / 1000)));
