@@ -190,9 +190,10 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print(f"\n{'server time in process (median of 500)':<40} {'ms':>11}")
+    print(f"\n{'server time in process (median of 500)':<40} {'ms':>11}  answers")
     for name, url_path, headers, _ in cases:
-        print(f"{name:<40} {in_process(url_path, headers):>11.2f}")
+        median, statuses = in_process(url_path, headers)
+        print(f"{name:<40} {median:>11.2f}  {statuses}")
 
 
 def in_process(path: str, headers: dict[str, str]) -> float:
@@ -204,12 +205,12 @@ def in_process(path: str, headers: dict[str, str]) -> float:
         name, _, value = cookie.partition("=")
         client.cookies[name] = value
     extra = {k: v for k, v in headers.items() if k != "Cookie"}
-    times = []
+    times, statuses = [], set()
     for _ in range(500):
         start = time.perf_counter()
-        client.get(path, headers=extra)
+        statuses.add(client.get(path, headers=extra).status_code)
         times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return statistics.median(times) * 1000, "/".join(map(str, sorted(statuses)))
 
 
 if __name__ == "__main__":
