@@ -7,6 +7,7 @@ import logging
 import os
 import time
 
+from coalesce_simulator.catalogue import DEFAULT_NODE_COUNT
 from coalesce_simulator.modes import MODES
 from coalesce_simulator.run import DEFAULT_RUN_SECONDS
 from coalesce_simulator.server import make_server
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="first runCounter handed out (default: from the clock, so a restarted "
         "simulator never hands out a counter the dashboard already stored)",
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=DEFAULT_NODE_COUNT,
+        help="nodes in each environment's catalogue, 7 to 10000 (default %(default)s)",
     )
     return parser
 
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         hang_seconds=options.hang_seconds,
         run_seconds=options.run_seconds,
         first_run_counter=options.first_run_counter or _counter_from_clock(),
+        node_count=options.nodes,
     )
     # A local fake token, so printing it is fine and saves a newcomer a lookup. Whoever
     # started us (make run, a test harness) waits for this line, hence the flush.

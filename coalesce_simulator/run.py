@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from coalesce_simulator.clock import ms_datetime, ms_iso, wall_ms
@@ -110,6 +111,8 @@ class SimRun:
     rerun_of: int | None = None
     canceled_ms: int | None = None
     credentials: dict[str, str] = field(default_factory=dict)
+    # Nodes picked from the catalogue by the run's selectors or job (NODES otherwise).
+    node_specs: tuple[NodeSpec, ...] = ()
     clock: Callable[[], int] = field(default=wall_ms, repr=False)
 
     @property
@@ -204,8 +207,15 @@ class SimRun:
             window = self._node_window(index)
             if cut < window.start:
                 break
-            results.append(self._node_result(NODE_SPECS[name], window, cut=cut, canceled=canceled))
+            results.append(self._node_result(self._spec(name), window, cut=cut, canceled=canceled))
         return results
+
+    @cached_property
+    def _specs(self) -> dict[str, NodeSpec]:
+        return {**NODE_SPECS, **{spec.name: spec for spec in self.node_specs}}
+
+    def _spec(self, name: str) -> NodeSpec:
+        return self._specs[name]
 
     def _node_window(self, index: int) -> Window:
         begin = self.started_ms + self.wait_ms

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from coalesce_simulator.catalogue import DEFAULT_NODE_COUNT
 from coalesce_simulator.errors import AUTH_ERROR, SimError, bad_request
 from coalesce_simulator.modes import HTML_500, NORMAL, start_run_answer
 from coalesce_simulator.run import DEFAULT_RUN_SECONDS, SimRun
@@ -37,10 +38,17 @@ RUN_TYPES = ("deploy", "refresh")
 RUN_TEMPLATE = "/api/v1/runs/{id}"
 RESULTS_TEMPLATE = "/api/v1/runs/{id}/results"
 ENVIRONMENT_TEMPLATE = "/api/v1/environments/{id}"
+NODES_TEMPLATE = "/api/v1/environments/{id}/nodes"
+NODE_TEMPLATE = "/api/v1/environments/{id}/nodes/{nodeID}"
+JOB_TEMPLATE = "/api/v1/environments/{id}/jobs/{jobID}"
+NODES_MAX_LIMIT = 1000
 # Paths with a run ID in them, matched to the template they are routed and counted under.
 TEMPLATES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"/api/v1/runs/([^/]+)"), RUN_TEMPLATE),
     (re.compile(r"/api/v1/runs/([^/]+)/results"), RESULTS_TEMPLATE),
+    (re.compile(r"/api/v1/environments/([^/]+)/nodes"), NODES_TEMPLATE),
+    (re.compile(r"/api/v1/environments/([^/]+)/nodes/([^/]+)"), NODE_TEMPLATE),
+    (re.compile(r"/api/v1/environments/([^/]+)/jobs/([^/]+)"), JOB_TEMPLATE),
     (re.compile(r"/api/v1/environments/([^/]+)"), ENVIRONMENT_TEMPLATE),
 )
 
@@ -320,6 +328,46 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         )
         self.send_json(200, page)
 
+    # --- nodes and jobs ---
+
+    def _environment_nodes(self):
+        self.require_token()
+        refusal = self.state.read_refusal(self.path_args[0])
+        if refusal is not None:
+            raise refusal
+        return self.state.nodes(self.path_args[0])
+
+    def handle_list_nodes(self) -> None:
+        """GET /api/v1/environments/{id}/nodes: summaries, or full nodes with detail=true.
+        Without `limit` every node comes in one answer; with it, pages in id order with
+        `startingFrom` (exclusive) and `next`, as the MCP server reads them."""
+        nodes = sorted(self._environment_nodes(), key=lambda n: n.id)
+        detail = (self.query_value("detail") or "false").lower() == "true"
+        limit = _int_param(self.query_value("limit"), "limit", None)
+        after = self.query_value("startingFrom") or ""
+        if limit is not None and not 1 <= limit <= NODES_MAX_LIMIT:
+            raise bad_request(f"limit must be between 1 and {NODES_MAX_LIMIT}")
+        if after:
+            nodes = [n for n in nodes if n.id > after]
+        page = nodes if limit is None else nodes[:limit]
+        more = limit is not None and len(nodes) > limit
+        data = [n.detail() if detail else n.summary() for n in page]
+        self.send_json(200, {"data": data, "next": page[-1].id if more else None})
+
+    def handle_get_node(self) -> None:
+        node = next((n for n in self._environment_nodes() if n.id == self.path_args[1]), None)
+        if node is None:
+            raise SimError(404, f"node {self.path_args[1]} not found")
+        self.send_json(200, node.detail())
+
+    def handle_get_job(self) -> None:
+        """GET /api/v1/environments/{id}/jobs/{jobID}: jobs 101, 102 and 103 exist."""
+        self._environment_nodes()
+        job = self.state.job(self.path_args[1])
+        if job is None:
+            raise SimError(404, f"job {self.path_args[1]} not found")
+        self.send_json(200, job)
+
     # --- simulator controls ---
 
     def handle_calls(self) -> None:
@@ -380,6 +428,9 @@ ROUTES: dict[str, dict[str, Callable[[SimulatorHandler], None]]] = {
     RUN_TEMPLATE: {"GET": SimulatorHandler.handle_get_run},
     RESULTS_TEMPLATE: {"GET": SimulatorHandler.handle_get_results},
     ENVIRONMENT_TEMPLATE: {"GET": SimulatorHandler.handle_get_environment},
+    NODES_TEMPLATE: {"GET": SimulatorHandler.handle_list_nodes},
+    NODE_TEMPLATE: {"GET": SimulatorHandler.handle_get_node},
+    JOB_TEMPLATE: {"GET": SimulatorHandler.handle_get_job},
     "/_sim/calls": {"GET": SimulatorHandler.handle_calls},
     "/_sim/calls/total": {"GET": SimulatorHandler.handle_calls_total},
     "/_sim/requests": {"GET": SimulatorHandler.handle_requests},
@@ -403,6 +454,7 @@ def make_server(
     run_seconds: float = DEFAULT_RUN_SECONDS,
     clock: Callable[[], float] | None = None,
     first_run_counter: int = 1,
+    node_count: int = DEFAULT_NODE_COUNT,
 ) -> SimulatorServer:
     """Bind (port 0 picks a free port) but don't serve; call ``serve_forever`` on the result.
 
@@ -412,6 +464,7 @@ def make_server(
     ``server.state.advance()`` for deterministic tests). Raises ``ValueError`` for an unknown
     mode or a negative run_seconds. ``server.state`` is the ``SimulatorState``.
     ``first_run_counter`` is the first runCounter handed out (also after a reset).
+    ``node_count`` is the size of every environment's node catalogue (7 to 10,000).
     """
     state = SimulatorState(
         token=token,
@@ -419,6 +472,7 @@ def make_server(
         hang_seconds=hang_seconds,
         run_seconds=run_seconds,
         clock=clock,
+        node_count=node_count,
     )
     state.first_run_counter = state.next_counter = first_run_counter
     server = SimulatorServer((host, port), SimulatorHandler)

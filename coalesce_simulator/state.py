@@ -10,6 +10,14 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from coalesce_simulator.catalogue import (
+    DEFAULT_NODE_COUNT,
+    JOBS,
+    MAX_NODE_COUNT,
+    SimNode,
+    nodes_for,
+    select,
+)
 from coalesce_simulator.clock import ms_iso
 from coalesce_simulator.errors import TOO_MANY_REQUESTS, SimError, bad_request
 from coalesce_simulator.modes import (
@@ -20,7 +28,7 @@ from coalesce_simulator.modes import (
     READ_RETRY_AFTER,
     check_mode,
 )
-from coalesce_simulator.run import DEFAULT_RUN_SECONDS, FAILED_NODES, SimRun, fails
+from coalesce_simulator.run import DEFAULT_RUN_SECONDS, FAILED_NODES, NodeSpec, SimRun, fails
 
 KEPT_REQUESTS = 50
 RUNS_DEFAULT_LIMIT = 25
@@ -43,11 +51,15 @@ class SimulatorState:
         hang_seconds: float = 60.0,
         run_seconds: float = DEFAULT_RUN_SECONDS,
         clock: Callable[[], float] | None = None,
+        node_count: int = DEFAULT_NODE_COUNT,
     ) -> None:
         for environment_id, mode in (behaviours or {}).items():
             check_mode(environment_id, mode)
         if not run_seconds >= 0:  # also refuses NaN
             raise ValueError("run_seconds must be >= 0")
+        if not 7 <= node_count <= MAX_NODE_COUNT:
+            raise ValueError(f"node_count must be between 7 and {MAX_NODE_COUNT}")
+        self.node_count = node_count
         self.token = token
         self.hang_seconds = hang_seconds
         self.run_seconds = run_seconds
@@ -190,8 +202,10 @@ class SimulatorState:
         """
         environment_id = run_details["environmentID"]
         job_id = run_details.get("jobID")
+        picked = self._picked_nodes(environment_id, job_id, run_details)
         with self.lock:
             return self._add_run_unlocked(
+                **picked,
                 environment_id=environment_id,
                 job_id=job_id,
                 include_nodes_selector=run_details.get("includeNodesSelector"),
@@ -202,6 +216,36 @@ class SimulatorState:
                 failing_nodes=tuple(FAILED_NODES) if fails(environment_id, job_id) else (),
                 credentials=dict(credentials or {}),
             )
+
+    # --- nodes and jobs ---
+
+    def nodes(self, environment_id: str) -> tuple[SimNode, ...]:
+        """The environment's node catalogue (built once per environment and size)."""
+        return nodes_for(environment_id, self.node_count)
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        found = JOBS.get(str(job_id))
+        if found is None:
+            return None
+        name, include, exclude = found
+        return {"id": str(job_id), "name": name, "includeSelector": include,
+                "excludeSelector": exclude}
+
+    def _picked_nodes(self, environment_id: str, job_id: Any,
+                      run_details: dict[str, Any]) -> dict[str, Any]:
+        """A run with selectors (its own, or its job's) reports the catalogue nodes they
+        pick; any other run keeps the five default nodes."""
+        include = run_details.get("includeNodesSelector")
+        exclude = run_details.get("excludeNodesSelector")
+        job = self.job(job_id) if job_id is not None else None
+        if not include and not exclude and job is not None:
+            include, exclude = job["includeSelector"], job["excludeSelector"]
+        if not include and not exclude:
+            return {}
+        picked = select(self.nodes(environment_id), include, exclude)
+        specs = tuple(NodeSpec(n.name, n.location, f"* FROM {n.location}.{n.name}_SRC",
+                               1_000 + len(n.name) * 37) for n in picked)
+        return {"nodes": tuple(s.name for s in specs), "node_specs": specs}
 
     def create_runs(
         self, count: int, environment_ids: list[str], job_id: str | None = None

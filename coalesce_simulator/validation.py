@@ -62,11 +62,7 @@ def validate_start_run(body: Any) -> StartRunRequest:
 
     Error messages name fields, never values, so a secret can't come back in an answer.
     """
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
-    unknown = sorted(set(body) - TOP_LEVEL_KEYS)
-    if unknown:
-        raise bad_request(f"unknown top-level field(s): {', '.join(unknown)}")
+    _object(body, TOP_LEVEL_KEYS, "the request body", "top-level field(s)")
     run_details = _validate_run_details(body.get("runDetails"))
     parameters = _validate_parameters(body.get("parameters", {}))
     request = StartRunRequest(run_details, parameters, auth_type=None)
@@ -78,17 +74,8 @@ def validate_start_run(body: Any) -> StartRunRequest:
 def validate_rerun(body: Any) -> StartRunRequest:
     """Check a rerun body (docs/coalesce-api.md §4.1: runID a string, userCredentials
     required)."""
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
-    unknown = sorted(set(body) - TOP_LEVEL_KEYS)
-    if unknown:
-        raise bad_request(f"unknown top-level field(s): {', '.join(unknown)}")
-    details = body.get("runDetails")
-    if not isinstance(details, dict):
-        raise bad_request("runDetails is required and must be an object")
-    unknown = sorted(set(details) - RERUN_DETAILS_KEYS)
-    if unknown:
-        raise bad_request(f"unknown runDetails field(s): {', '.join(unknown)}")
+    _object(body, TOP_LEVEL_KEYS, "the request body", "top-level field(s)")
+    details = _object(body.get("runDetails"), RERUN_DETAILS_KEYS, "runDetails")
     run_id = details.get("runID")
     if not isinstance(run_id, str) or not (run_id.isascii() and run_id.isdigit()):
         raise bad_request(
@@ -114,11 +101,7 @@ def validate_rerun(body: Any) -> StartRunRequest:
 def validate_cancel(body: Any) -> tuple[int, str]:
     """Check a cancelRun body (docs/coalesce-api.md §4.2; all three fields required here);
     returns (runID, envID)."""
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
-    unknown = sorted(set(body) - CANCEL_KEYS)
-    if unknown:
-        raise bad_request(f"unknown field(s): {', '.join(unknown)}")
+    _object(body, CANCEL_KEYS, "the request body", "field(s)")
     run_id = body.get("runID")
     if isinstance(run_id, bool) or not isinstance(run_id, int):
         raise bad_request("runID is required and must be an integer")
@@ -148,12 +131,22 @@ def validate_bulk(body: Any) -> tuple[int, list[str], str | None]:
     return count, environment_ids, job_id
 
 
-def _validate_run_details(details: Any) -> dict[str, Any]:
-    if not isinstance(details, dict):
-        raise bad_request("runDetails is required and must be an object")
-    unknown = sorted(set(details) - RUN_DETAILS_KEYS)
+def _object(value: Any, allowed: frozenset[str] | set[str], name: str,
+            unknown_label: str = "", *, optional: bool = False) -> dict[str, Any]:
+    """`value` as a JSON object with only `allowed` keys, else a 400 naming `name`."""
+    if not isinstance(value, dict):
+        if name == "the request body":
+            raise bad_request("the request body must be a JSON object")
+        required = "" if optional else " is required and"
+        raise bad_request(f"{name}{required} must be an object")
+    unknown = sorted(set(value) - set(allowed))
     if unknown:
-        raise bad_request(f"unknown runDetails field(s): {', '.join(unknown)}")
+        raise bad_request(f"unknown {unknown_label or name + ' field(s)'}: {', '.join(unknown)}")
+    return value
+
+
+def _validate_run_details(details: Any) -> dict[str, Any]:
+    _object(details, RUN_DETAILS_KEYS, "runDetails")
     environment_id = details.get("environmentID")
     if not isinstance(environment_id, str) or not environment_id:
         raise bad_request("runDetails.environmentID is required and must be a non-empty string")
@@ -184,11 +177,7 @@ def _validate_parameters(parameters: Any) -> dict[str, str]:
 
 
 def _validate_credentials(credentials: Any, request: StartRunRequest) -> None:
-    if not isinstance(credentials, dict):
-        raise bad_request("userCredentials must be an object")
-    unknown = sorted(set(credentials) - CREDENTIAL_KEYS)
-    if unknown:
-        raise bad_request(f"unknown userCredentials field(s): {', '.join(unknown)}")
+    _object(credentials, CREDENTIAL_KEYS, "userCredentials", optional=True)
     for name, value in credentials.items():
         if not isinstance(value, str):
             raise bad_request(f"userCredentials.{name} must be a string")

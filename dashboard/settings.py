@@ -220,6 +220,8 @@ SWEEP_MAX_AGE_HOURS = env_int("SWEEP_MAX_AGE_HOURS", "48")
 # Node results of a running run are fetched only while someone has its page open, at most
 # once per sweep and run, and at most this many such calls per environment per sweep.
 SWEEP_LIVE_RESULTS_PER_ENVIRONMENT = env_int("SWEEP_LIVE_RESULTS_PER_ENVIRONMENT", "5")
+# The run form asks the worker to refresh an environment's node list older than this.
+NODE_CATALOGUE_MAX_AGE_SECONDS = env_int("NODE_CATALOGUE_MAX_AGE_SECONDS", "3600")
 
 LOGGING = {
     "version": 1,

@@ -9,7 +9,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from runs import audit, service
 from runs.forms import ProfileForm
-from runs.models import AuditEntry, EnvironmentProfile, Run, RunEvent
+from runs.models import AuditEntry, EnvironmentProfile, Preset, Run, RunEvent
 
 AuthType = EnvironmentProfile.AuthType
 
@@ -205,3 +205,15 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["seq", "at", "actor", "ip", "action", "target"]
     list_filter = ["action"]
     search_fields = ["actor", "target"]
+
+
+@admin.register(Preset)
+class PresetAdmin(admin.ModelAdmin):
+    """Saved run forms: admins can see, rename, unshare or delete them (never a force
+    option: presets have none)."""
+
+    list_display = ("name", "profile", "owner", "shared", "job_id", "updated_at")
+    list_filter = ("profile", "shared")
+    search_fields = ("name", "owner__username", "include_selector", "exclude_selector")
+    raw_id_fields = ("owner",)
+    readonly_fields = ("created_at", "updated_at")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -15,9 +14,9 @@ from django.utils import timezone
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from runs import private_keys, validators
+from runs import private_keys, selectors, validators
 from runs.history import COALESCE_STATUSES, Cursor
-from runs.models import MAX_PARALLELISM, AuditEntry, EnvironmentProfile, Run
+from runs.models import MAX_PARALLELISM, AuditEntry, EnvironmentProfile, Preset, Run
 from runs.service import RunRequest
 
 AuthType = EnvironmentProfile.AuthType
@@ -280,15 +279,16 @@ class ProfileForm(forms.ModelForm):
 
 # --- the run form ---
 
-_BRACES = re.compile(r"\{([^{}]*)\}")
-
 
 def selector_warnings(selector: str) -> list[str]:
-    """Problems Coalesce would not report: it silently matches nothing for these."""
-    if any("||" in term for term in _BRACES.findall(selector)):
-        return ["“||” inside one pair of braces matches no nodes in Coalesce. Write separate "
-                "terms joined by OR instead, e.g. {name: A} OR {name: B}."]
-    return []
+    """Problems to confirm before sending: what Coalesce would silently match nothing for
+    (`||` inside braces), and selectors the preview can't read (with the position)."""
+    try:
+        found = selectors.warnings(selector)
+    except selectors.SelectorError as exc:
+        return [f"The preview can't read this selector ({exc.message} at character "
+                f"{exc.pos + 1}); Coalesce may read it differently."]
+    return [w.message for w in found if w.code == "or-inside-braces"]
 
 
 def _is_uuid(value: str | None) -> bool:
@@ -301,13 +301,14 @@ def _is_uuid(value: str | None) -> bool:
 
 class ParameterRowsForm(forms.Form):
     """Parameters arrive as parallel lists param_name / param_value (rows the page can
-    add and remove); clean() turns them into a dict of strings with unique names."""
+    add and remove); clean() turns them into a dict of strings with unique names.
+    `parameter_errors` maps a row's index (0-based) to its problem, shown beside it."""
 
     submit_token = forms.UUIDField(widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.parameter_errors: list[str] = []
+        self.parameter_errors: dict[int, str] = {}
 
     def clean(self):
         cleaned = super().clean()
@@ -324,26 +325,41 @@ class ParameterRowsForm(forms.Form):
 
     def _clean_parameters(self) -> dict[str, str]:
         parameters: dict[str, str] = {}
-        for position, (name, value) in enumerate(self.parameter_rows(), start=1):
+        for index, (name, value) in enumerate(self.parameter_rows()):
             name = name.strip()
             if not name and not value:
                 continue  # an empty row left on the page
             if not name:
-                self.parameter_errors.append(f"Row {position}: give the parameter a name.")
+                self.parameter_errors[index] = "Give this parameter a name."
             elif name in parameters:
-                self.parameter_errors.append(f"Row {position}: “{name}” is already set above; "
-                                             "parameter names must be unique.")
+                self.parameter_errors[index] = (f"“{name}” is already set above; parameter "
+                                                "names must be unique.")
             else:
                 parameters[name] = value
-        if self.parameter_errors:
-            # Added, not raised, so the other fields' checks still run and all problems
-            # show at once.
-            self.add_error(None, "Check the parameters below.")
         return parameters
+
+    def error_summary(self) -> list[tuple[str, str, str]]:
+        """Every problem as (anchor id, label, message), in page order, for the summary
+        that links to each field."""
+        items = [("", "", str(e)) for e in self.non_field_errors()]
+        for name, field in self.fields.items():
+            for error in self.errors.get(name, []):
+                items.append((self[name].id_for_label or f"id_{name}", field.label or name,
+                              str(error)))
+        items += [(f"param-row-{i}", f"Parameter row {i + 1}", message)
+                  for i, message in sorted(self.parameter_errors.items())]
+        return items
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        return valid and not self.parameter_errors
 
 
 class RerunForm(ParameterRowsForm):
     """Rerun the failed nodes, optionally with changed parameters."""
+
+
+PARALLELISM_RANGE = f"Parallelism must be a whole number from 1 to {MAX_PARALLELISM}."
 
 
 class RunForm(ParameterRowsForm):
@@ -352,17 +368,27 @@ class RunForm(ParameterRowsForm):
     environment = forms.ModelChoiceField(
         label="Environment", queryset=EnvironmentProfile.objects.none(),
         empty_label="Choose an environment",
+        error_messages={"required": "Choose the environment to refresh.",
+                        "invalid_choice": "Choose one of the environments in the list."},
     )
-    job_id = forms.CharField(label="Job ID", required=False, max_length=64)
+    job_id = forms.CharField(
+        label="Job ID", required=False, max_length=64,
+        help_text="Optional: a Coalesce job's number, e.g. 3. Leave empty to pick nodes.",
+        error_messages={"max_length": "A job ID is a number of at most 64 digits."},
+    )
     include_selector = forms.CharField(
         label="Include nodes", required=False, widget=forms.Textarea(attrs={"rows": 2}),
         help_text="A node selector, e.g. { location: STAGING name: STG_* } OR { name: DIM_X }",
     )
     exclude_selector = forms.CharField(
-        label="Exclude nodes", required=False, widget=forms.Textarea(attrs={"rows": 2})
+        label="Exclude nodes", required=False, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Nodes to leave out of the ones included, in the same syntax.",
     )
     parallelism = forms.IntegerField(
-        label="Parallelism", min_value=1, max_value=MAX_PARALLELISM, initial=16
+        label="Parallelism", min_value=1, max_value=MAX_PARALLELISM, initial=16,
+        help_text=f"How many nodes run at once, 1 to {MAX_PARALLELISM}.",
+        error_messages={"required": PARALLELISM_RANGE, "invalid": PARALLELISM_RANGE,
+                        "min_value": PARALLELISM_RANGE, "max_value": PARALLELISM_RANGE},
     )
     force = forms.BooleanField(label="Force refresh even if the last deployment failed",
                                required=False)
@@ -371,6 +397,10 @@ class RunForm(ParameterRowsForm):
         help_text="Type the environment's name to confirm a forced refresh.",
     )
     refresh_all = forms.BooleanField(label="Refresh the entire environment", required=False)
+    # The preset the form was filled from, recorded on the run (never its force option:
+    # presets have none).
+    preset = forms.ModelChoiceField(queryset=Preset.objects.none(), required=False,
+                                    widget=forms.HiddenInput)
 
     STALE_PAGE = ("This page was out of date, so nothing was started. Check the values and "
                   "press Start run again.")
@@ -384,6 +414,7 @@ class RunForm(ParameterRowsForm):
             data["submit_token"] = str(uuid.uuid4())
         super().__init__(data, *args, **kwargs)
         self.fields["environment"].queryset = EnvironmentProfile.objects.runnable_by(user)
+        self.fields["preset"].queryset = Preset.usable_by(user)
         if not user.has_perm("runs.force_run"):
             # Not shown at all; the view refuses a forged POST that carries it.
             del self.fields["force"], self.fields["confirm_name"]
@@ -415,10 +446,14 @@ class RunForm(ParameterRowsForm):
             self.add_error("refresh_all", "No job ID or node selector is given, so this run "
                            "refreshes every node: tick “Refresh the entire environment” to "
                            "confirm.")
+        preset = cleaned.get("preset")
+        if preset is not None and preset.profile_id != getattr(cleaned.get("environment"),
+                                                               "pk", None):
+            cleaned["preset"] = None  # the environment was changed after loading it
         return cleaned
 
-    def run_request(self) -> RunRequest:
-        """What the analyst asked for, once the form is valid."""
+    def run_request(self, **extra) -> RunRequest:
+        """What the analyst asked for, once the form is valid (`extra`: the preview)."""
         cleaned = self.cleaned_data
         return RunRequest(
             profile=cleaned["environment"],
@@ -428,13 +463,30 @@ class RunForm(ParameterRowsForm):
             parallelism=cleaned["parallelism"],
             force=cleaned.get("force", False),
             parameters=cleaned["parameters"],
+            preset=cleaned.get("preset"),
+            **extra,
         )
 
-    def warnings(self) -> list[str]:
+    def warnings(self) -> list[tuple[str, str]]:
+        """(field name, message) for each selector problem to confirm before sending."""
         found = []
         for name in ("include_selector", "exclude_selector"):
-            found += selector_warnings(self.data.get(name, "") if self.is_bound else "")
+            text = self.data.get(name, "") if self.is_bound else ""
+            found += [(name, message) for message in selector_warnings(text)]
         return found
+
+
+class PresetForm(forms.Form):
+    """Save the run form as a named preset (the run form's other fields come along)."""
+
+    # Inside the run form: a `required` name would stop the browser from starting a run.
+    use_required_attribute = False
+
+    preset_name = forms.CharField(
+        label="Preset name", max_length=100,
+        error_messages={"required": "Give the preset a name to save it."})
+    preset_shared = forms.BooleanField(
+        label="Share with everyone who may run this environment", required=False)
 
 
 # --- filters: the run history's and the audit log's ---

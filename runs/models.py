@@ -374,6 +374,9 @@ class Run(models.Model):
     # Until when someone has this run's page open (its polling renews it): the sweep
     # fetches a running run's node results only while this is in the future.
     watched_until = models.DateTimeField(null=True, blank=True)
+    # The saved form it was started from, if any (presets may be deleted later).
+    preset = models.ForeignKey("Preset", on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="runs")
 
     objects = RunQuerySet.as_manager()
 
@@ -449,6 +452,13 @@ class Run(models.Model):
 
     def log(self, kind: str, message: str, *, actor: str = "") -> RunEvent:
         return RunEvent.objects.create(run=self, kind=kind, message=message, actor=actor)
+
+    def preview_check(self):
+        """The preview compared with the nodes Coalesce ran (runs.preview_check.PreviewCheck),
+        or None when there was no preview or no node results yet."""
+        from runs.preview_check import check_run  # the comparison lives with its wording
+
+        return check_run(self)
 
 
 class RunEvent(models.Model):
@@ -537,3 +547,71 @@ class SweepState(models.Model):
 
     def __str__(self) -> str:
         return f"Follow state of {self.profile}"
+
+
+class NodeCatalogue(models.Model):
+    """The cached node list of one profile's environment, for the picker and the preview.
+
+    `nodes` keeps only what the preview needs, one compact list per node:
+    [id, name, location, nodeType, [[locationName, nodeName], ...]] (runs.catalogue reads
+    and writes it). A failed refresh keeps the last good list and records `last_error`.
+    """
+
+    profile = models.OneToOneField(EnvironmentProfile, on_delete=models.CASCADE,
+                                   related_name="node_catalogue")
+    nodes = models.JSONField(default=list, blank=True)
+    node_count = models.PositiveIntegerField(default=0)
+    refreshed_at = models.DateTimeField(null=True, blank=True)  # the last good refresh
+    requested_at = models.DateTimeField(null=True, blank=True)  # a refresh was queued
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)  # of the last attempt; "" when it worked
+
+    def __str__(self) -> str:
+        return f"Node list of {self.profile}"
+
+
+class RunPreview(models.Model):
+    """What the form's preview said a run would refresh, kept apart from the run row so
+    the history never reads it."""
+
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="preview")
+    node_ids = models.JSONField(default=list)
+    catalogue_refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Preview of {self.run}: {len(self.node_ids)} nodes"
+
+
+class Preset(models.Model):
+    """A saved run form, per profile: private to its owner or shared with the profile's
+    groups. Never holds the force option."""
+
+    profile = models.ForeignKey(EnvironmentProfile, on_delete=models.CASCADE,
+                                related_name="presets")
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="presets")
+    shared = models.BooleanField("Shared with the environment's groups", default=False)
+    job_id = models.CharField(max_length=64, blank=True)
+    include_selector = models.TextField(blank=True)
+    exclude_selector = models.TextField(blank=True)
+    parallelism = models.PositiveIntegerField(
+        default=16, validators=[MinValueValidator(1), MaxValueValidator(MAX_PARALLELISM)])
+    parameters = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["profile", "name"]
+        constraints = [models.UniqueConstraint(fields=["profile", "owner", "name"],
+                                               name="preset_unique_name_per_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.profile})"
+
+    @classmethod
+    def usable_by(cls, user, profile=None) -> models.QuerySet[Preset]:
+        """Presets on profiles `user` may run: their own, and shared ones."""
+        presets = cls.objects.filter(profile__in=EnvironmentProfile.objects.runnable_by(user))
+        if profile is not None:
+            presets = presets.filter(profile=profile)
+        return presets.filter(models.Q(owner=user) | models.Q(shared=True))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -24,8 +24,9 @@ from django.views.decorators.debug import sensitive_variables
 
 from runs import audit, sweep, tasks
 from runs.coalesce import CoalesceError, FailureKind, StartedRun, client_for
+from runs.coalesce.answers import JobInfo
 from runs.encryption import CredentialDecryptionError
-from runs.models import TERMINAL, CoalesceStatus, EnvironmentProfile, Run
+from runs.models import TERMINAL, CoalesceStatus, EnvironmentProfile, Preset, Run, RunPreview
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ class RunRequest:
     parallelism: int = 16
     force: bool = False
     parameters: dict[str, str] = field(default_factory=dict)
+    # What the form's preview matched (None: no preview, e.g. no node list or a subgraph
+    # term), kept with the run so its results can be checked against it.
+    preview_node_ids: tuple[str, ...] | None = None
+    catalogue_refreshed_at: datetime | None = None
+    preset: Preset | None = None
 
 
 def build_body(req: RunRequest, *, reveal_secrets: bool) -> dict:
@@ -175,7 +181,11 @@ def _record_attempt(attempt: Attempt, redacted_body: dict) -> Run:
         parameters=req.parameters,
         request_body=redacted_body,
         rerun_of=attempt.rerun_of,
+        preset=req.preset,
     )
+    if req.preview_node_ids is not None and attempt.rerun_of is None:
+        RunPreview.objects.create(run=run, node_ids=list(req.preview_node_ids),
+                                  catalogue_refreshed_at=req.catalogue_refreshed_at)
     if attempt.rerun_of is not None:
         message = f"Sending rerun of the failed nodes of run {attempt.rerun_of.pk}."
         action = audit.Action.RUN_RERUN
@@ -272,6 +282,23 @@ def refresh_results(run: Run) -> str | None:
     except CoalesceError as exc:
         problem = exc.message
     return problem
+
+
+def check_job(profile: EnvironmentProfile, job_id: str) -> tuple[JobInfo | None, str]:
+    """Ask Coalesce about a job: (the job, "") or (None, what to tell the analyst).
+    Never stops a run from starting: the form only shows the answer."""
+    try:
+        with client_for(profile, read_timeout=JOB_CHECK_TIMEOUT) as client:
+            return client.get_job(profile.environment_id, job_id), ""
+    except CoalesceError as exc:
+        if exc.status_code == 404:
+            return None, f"No job {job_id} in this environment."
+        logger.info("Job %s of %s not checked: %s", job_id, profile, exc.message)
+        return None, "Couldn't check the job. You can still start the run."
+
+
+# A job check is a hint while typing: don't hold the page for Coalesce's full read timeout.
+JOB_CHECK_TIMEOUT = 5
 
 
 @dataclass(frozen=True)

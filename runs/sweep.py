@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from runs import preview_check
 from runs.coalesce import CoalesceError, FailureKind, RunSummary, client_for
 from runs.models import TERMINAL, CoalesceStatus, EnvironmentProfile, Run, RunEvent, SweepState
 from runs.results import results_to_json
@@ -194,6 +195,7 @@ class _Writes:
             Run.objects.bulk_update(self.finished, ["results", "results_fetched_at"],
                                     batch_size=WRITE_BATCH)
             RunEvent.objects.bulk_create(self.events, batch_size=WRITE_BATCH)
+        preview_check.log_mismatches(self.finished)
 
 
 def _update_run(client, run: Run, summary: RunSummary, writes: _Writes,

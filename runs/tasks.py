@@ -25,7 +25,7 @@ from django_tasks import TaskResultStatus, task
 from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.models import DBTaskResult
 
-from runs import sweep
+from runs import catalogue, sweep
 from runs.models import EnvironmentProfile, Run, SweepState
 
 
@@ -35,6 +35,13 @@ def sweep_runs() -> str:
         return sweep.sweep().summary()
     finally:
         ensure_sweeping()
+
+
+@task()
+def refresh_node_catalogue(profile_id: int) -> str:
+    """Fetch one profile's node list (queued by runs.catalogue.request_refresh)."""
+    profile = EnvironmentProfile.objects.filter(pk=profile_id).first()
+    return catalogue.refresh(profile) if profile else f"no profile {profile_id}"
 
 
 def _sweep_waiting() -> bool:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs import views
+from runs import form_views, views
 
 app_name = "runs"
 
@@ -12,6 +12,12 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit_log"),
     path("audit/export.csv", views.export_audit_log, name="audit_export"),
     path("runs/new/", views.new_run, name="new"),
+    path("runs/new/nodes/", form_views.node_search, name="node_search"),
+    path("runs/new/preview/", form_views.selector_preview, name="selector_preview"),
+    path("runs/new/job/", form_views.job_check, name="job_check"),
+    path("runs/new/node-list/", form_views.catalogue_status_view, name="catalogue_status"),
+    path("runs/new/node-list/refresh/", form_views.refresh_catalogue,
+         name="refresh_catalogue"),
     path("runs/<int:pk>/", views.run_detail, name="detail"),
     path("runs/<int:pk>/status/", views.run_status, name="status"),
     path("runs/<int:pk>/results/refresh/", views.refresh_results, name="refresh_results"),

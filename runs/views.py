@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import timedelta
@@ -20,14 +21,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
-from runs import service
+from runs import catalogue, form_views, run_form, service
 from runs.charts import charts_for
 from runs.exports import audit_csv_chunks, csv_chunks, csv_response, export_batches
 from runs.forms import AuditFilterForm, RerunForm, RunFilterForm, RunForm
 from runs.history import PAGE_SIZE, RunHistory, moving_ids, rows_for
 from runs.http import AuthenticatedHttpRequest, client_ip
 from runs.live import LiveState, live_state
-from runs.models import AuditEntry, EnvironmentProfile, Run
+from runs.models import AuditEntry, EnvironmentProfile, Preset, Run
 from runs.results import failed_first, progress, results_from_json
 
 
@@ -127,37 +128,79 @@ def _invalid_filters(request: HttpRequest, history: RunHistory, fragment: str = 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def new_run(request: HttpRequest):
+def new_run(request: AuthenticatedHttpRequest):
+    if (request.method == "GET" and not request.GET.get("environment")
+            and not EnvironmentProfile.objects.runnable_by(request.user).exists()):
+        # Say why instead of showing a form whose environment list is empty.
+        return render(request, "runs/run_form.html", {"cannot_run": True})
     if request.method == "POST" and request.POST.get("form_action"):
-        # A button that reshapes the form (defaults, add or remove a parameter row):
-        # re-render from what was posted, validate nothing, send nothing.
-        return _render_run_form(request, RunForm(user=request.user,
-                                                 initial=_initial(request, request.POST)))
+        # A button that reshapes the form (defaults, parameter rows, node picks, search,
+        # save a preset, refresh the node list): re-render, validate nothing, send nothing.
+        return _reshape_run_form(request, request.POST["form_action"])
     if request.method == "POST":
         return _submit_run(request)
-    return _render_run_form(request, RunForm(user=request.user,
-                                             initial=_initial(request, request.GET)))
+    initial, rows = _initial(request, request.GET)
+    return _render_run_form(request, RunForm(user=request.user, initial=initial), rows=rows)
 
 
 STATE_FIELDS = ("job_id", "include_selector", "exclude_selector", "parallelism", "confirm_name")
 
 
-def _initial(request: HttpRequest, state) -> dict:
-    """Initial values from the page's own state (POSTed by a reshaping button, or a
-    ?environment= link), with the environment's defaults filled in when it was just
-    chosen."""
+def _initial(request: AuthenticatedHttpRequest, state) -> tuple[dict, list[tuple[str, str]]]:
+    """Initial values and parameter rows from the page's own state (POSTed by a reshaping
+    button, or a ?environment= link), with the environment's defaults filled in when it
+    was just chosen; or from a past run (?from_run=) or a preset (?preset=)."""
     initial = {name: state.get(name, "") for name in STATE_FIELDS}
     initial["force"] = bool(state.get("force"))
     initial["refresh_all"] = bool(state.get("refresh_all"))
     initial["submit_token"] = _token_from(state.get("submit_token"))
-    if state.get("environment"):
+    initial["preset"] = state.get("preset", "")
+    rows = _posted_rows(state)
+    source = _run_to_copy(request, state) or _preset_to_load(request, state)
+    if source is not None:
+        initial.update(environment=source.profile_id, job_id=source.job_id,
+                       include_selector=source.include_selector,
+                       exclude_selector=source.exclude_selector,
+                       parallelism=source.parallelism,
+                       preset=source.pk if isinstance(source, Preset) else "")
+        rows = list(source.parameters.items())  # never the force option: not copied
+    elif state.get("environment"):
         profile = _get_profile_for_user(request, state["environment"])
         initial["environment"] = profile.pk
         if state.get("form_action") == "defaults" or "parallelism" not in state:
             initial["job_id"] = profile.default_job_id
             initial["parallelism"] = profile.default_parallelism
     initial["parallelism"] = initial["parallelism"] or 16
-    return initial
+    return initial, rows or [("", "")]
+
+
+def _run_to_copy(request: AuthenticatedHttpRequest, state) -> Run | None:
+    """The run behind "Run again": one the user may see, on a profile they may run."""
+    if not state.get("from_run"):
+        return None
+    run = Run.objects.visible_to(request.user).filter(
+        pk=_int_or_none(state["from_run"])).select_related("profile").first()
+    if run is None or not run.profile.user_may_run(request.user):
+        messages.error(request, "You can't start runs like that one: it is not a run on an "
+                       "environment you may run.")
+        return None
+    return run
+
+
+def _preset_to_load(request: AuthenticatedHttpRequest, state) -> Preset | None:
+    if not state.get("preset") or state.get("form_action"):
+        return None
+    preset = Preset.usable_by(request.user).filter(pk=_int_or_none(state["preset"])).first()
+    if preset is None:
+        messages.error(request, "That preset doesn't exist or isn't shared with you.")
+    return preset
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _token_from(value: str | None) -> uuid.UUID:
@@ -168,10 +211,7 @@ def _token_from(value: str | None) -> uuid.UUID:
         return uuid.uuid4()
 
 
-def _parameter_rows(request: HttpRequest, form: RunForm) -> list[tuple[str, str]]:
-    if form.is_bound:
-        return form.parameter_rows() or [("", "")]
-    state = request.POST if request.method == "POST" else request.GET
+def _posted_rows(state) -> list[tuple[str, str]]:
     names, values = state.getlist("param_name"), state.getlist("param_value")
     rows = list(zip(names, values + [""] * (len(names) - len(values)), strict=False))
     action = state.get("form_action", "")
@@ -181,13 +221,43 @@ def _parameter_rows(request: HttpRequest, form: RunForm) -> list[tuple[str, str]
             del rows[index]
     if action == "add_param":
         rows.append(("", ""))
-    return rows or [("", "")]
+    return rows
 
 
-def _render_run_form(request: HttpRequest, form: RunForm, status: int = 200):
-    context = {"form": form, "parameter_rows": _parameter_rows(request, form)}
+def _parameter_rows(request: HttpRequest, form) -> list[tuple[str, str]]:
+    """The rerun form's rows (the run form gets its rows from _initial)."""
+    if form.is_bound:
+        return form.parameter_rows() or [("", "")]
+    return _posted_rows(request.POST if request.method == "POST" else request.GET) or [("", "")]
+
+
+def _reshape_run_form(request: AuthenticatedHttpRequest, action: str):
+    initial, rows = _initial(request, request.POST)
+    extra: dict = {}
+    profile = (_get_profile_for_user(request, initial["environment"])
+               if initial.get("environment") else None)
+    if profile is not None and action.partition(":")[0] in ("include", "exclude"):
+        extra["notice"] = form_views.pick_node(profile, action, initial)
+    elif profile is not None and action == "save_preset":
+        extra.update(form_views.save_preset(request, profile, initial, rows))
+    elif profile is not None and action == "refresh_catalogue":
+        catalogue.request_refresh(profile, force=True)
+    return _render_run_form(request, RunForm(user=request.user, initial=initial), rows=rows,
+                            **extra)
+
+
+def _render_run_form(request: AuthenticatedHttpRequest, form: RunForm, *,
+                     rows: list[tuple[str, str]] | None = None, **extra):
+    if rows is None:
+        rows = form.parameter_rows() or [("", "")]
+    context = {"form": form, "parameter_rows": rows,
+               **form_views.run_form_context(request, form), **extra}
     template = "runs/run_form.html#run-form" if request.htmx else "runs/run_form.html"
-    return render(request, template, context, status=status)
+    return render(request, template, context)
+
+
+def _digest(*texts: str) -> str:
+    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
 
 
 def _submit_run(request: AuthenticatedHttpRequest):
@@ -199,13 +269,19 @@ def _submit_run(request: AuthenticatedHttpRequest):
     if not form.is_valid():
         # 200, not 400: htmx 2 swaps only 2xx answers, and the form must come back.
         return _render_run_form(request, form)
-    run, created = service.start_run(form.run_request(), user=request.user,
+    warnings = form.warnings()
+    data = form.cleaned_data
+    warned = _digest(data["include_selector"], data["exclude_selector"])
+    if warnings and request.POST.get("start_anyway") != warned:
+        # Nothing is sent until the analyst has seen the warnings for these very selectors.
+        return _render_run_form(request, form, confirm_warnings=warnings, warned=warned)
+    preview = run_form.stored_preview(data["environment"], data["include_selector"],
+                                      data["exclude_selector"], data["job_id"])
+    run, created = service.start_run(form.run_request(**preview), user=request.user,
                                      client_ip=client_ip(request),
-                                     submit_token=form.cleaned_data["submit_token"])
+                                     submit_token=data["submit_token"])
     if not created:
         messages.info(request, "This form was already submitted; here is the run it started.")
-    for warning in form.warnings() if created else []:
-        messages.warning(request, warning)
     url = run.get_absolute_url()
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 

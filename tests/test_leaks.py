@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.log import AdminEmailHandler
 
+from runs import catalogue
 from runs.models import EnvironmentProfile, Run
 from runs.private_keys import public_key_of
 from tests.factories import leaks, pem_of, profile_form, slices
@@ -325,6 +327,7 @@ def start_runs(run: Recorder, coalesce, profiles, logs: dict[str, Lines]) -> dic
     for name, handler in logs.items():
         crash_logs[f"{name} during the crash"] = "\n".join(handler.lines[before[name]:])
         del handler.lines[before[name]:]
+    read_node_lists_and_jobs(run, coalesce, profiles)
     for stored in Run.objects.all():
         run.get(stored.get_absolute_url())
         run.get(reverse("runs:status", args=[stored.pk]))
@@ -338,6 +341,22 @@ def start_runs(run: Recorder, coalesce, profiles, logs: dict[str, Lines]) -> dic
     for stored in Run.objects.all():
         run.get(reverse("admin:runs_run_change", args=[stored.pk]))
     return crash_logs
+
+
+def read_node_lists_and_jobs(run: Recorder, coalesce, profiles) -> None:
+    """The node list refresh and the job check, while Coalesce echoes the token in a 500
+    page; then the run form shows the refresh's error and the job check its answer."""
+
+    def echoing(request):
+        token = request.headers["Authorization"]
+        return 500, {"Content-Type": "text/html"}, f"<html>{token}</html>"
+
+    coalesce.add_callback(responses.GET, re.compile(rf"{BASE}/api/v1/environments/.*"),
+                          callback=echoing)
+    for profile in profiles:
+        catalogue.refresh(profile)
+        run.get(f"{reverse('runs:new')}?environment={profile.pk}")
+        run.get(f"{reverse('runs:job_check')}?environment={profile.pk}&job_id=3")
 
 
 def run_form(profile) -> dict[str, str]:
@@ -377,8 +396,9 @@ def test_it_redisplays_five_forms_with_errors(scenario):
 def test_it_captures_sql_and_the_failed_connection_tests(scenario):
     assert "INSERT INTO" in scenario.logs["raw log records"]
     assert "django.db.backends DEBUG" in scenario.logs["raw log records"]
-    # Three connection tests, three starts and the start that crashed.
-    assert scenario.coalesce_calls == 3 + 3 + 1
+    # Three connection tests, three starts, the start that crashed, and per profile a node
+    # list refresh and a job check.
+    assert scenario.coalesce_calls == 3 + 3 + 1 + 3 * 2
     assert sum("HTTP 500" in m for m in scenario.run.messages) == 3
 
 

@@ -50,7 +50,7 @@ def test_it_shows_the_form(alice_client, profile):
     assert "Parameter value" in page
     assert "Production</option>" in page
     assert 'name="parallelism" value="16"' in page
-    assert '<button type="submit">Start run</button>' in page
+    assert 'data-busy-text="Starting run…">Start run</button>' in page
 
 
 def test_it_hides_the_force_fields_without_the_permission(alice_client, profile):
@@ -274,15 +274,39 @@ def test_it_starts_once_for_a_resubmitted_form(alice_client, profile, coalesce):
     )
 
 
-def test_it_warns_about_or_inside_braces_but_starts(alice_client, profile, coalesce):
+def test_it_warns_about_or_inside_braces_before_sending(alice_client, profile, coalesce):
+    form = run_form(profile, job_id="", include_selector="{ name: A || name: B }")
+
+    response = alice_client.post(NEW_URL, form)
+
+    page = response.content.decode()
+    assert "inside one pair of braces" in page
+    assert "Start anyway</button>" in page
+    assert len(coalesce.calls) == 0  # nothing sent before the analyst confirms
+    assert not Run.objects.exists()
+
+
+def test_start_anyway_sends_the_warned_selector(alice_client, profile, coalesce):
     started(coalesce)
+    form = run_form(profile, job_id="", include_selector="{ name: A || name: B }")
+    page = alice_client.post(NEW_URL, form).content.decode()
+    warned = re.search(r'name="start_anyway" value="(\w+)"', page).group(1)
 
-    response = alice_client.post(NEW_URL, run_form(
-        profile, job_id="", include_selector="{ name: A || name: B }"
-    ), follow=True)
+    alice_client.post(NEW_URL, {**form, "start_anyway": warned})
 
-    assert Run.objects.get().status == Run.Status.STARTED
-    assert "inside one pair of braces matches no nodes in Coalesce" in response.content.decode()
+    assert Run.objects.get().include_selector == "{ name: A || name: B }"
+
+
+def test_start_anyway_does_not_cover_a_selector_changed_since(alice_client, profile, coalesce):
+    form = run_form(profile, job_id="", include_selector="{ name: A || name: B }")
+    page = alice_client.post(NEW_URL, form).content.decode()
+    warned = re.search(r'name="start_anyway" value="(\w+)"', page).group(1)
+
+    response = alice_client.post(NEW_URL, {**form, "start_anyway": warned,
+                                           "include_selector": "{ name: C || name: D }"})
+
+    assert "Start anyway</button>" in response.content.decode()
+    assert len(coalesce.calls) == 0
 
 
 def test_it_records_the_client_address(alice_client, profile, coalesce):
@@ -329,12 +353,14 @@ def test_it_refuses_a_job_id_that_is_not_a_number(alice_client, profile, coalesc
 
 @pytest.mark.parametrize(
     ("typed", "message"),
-    [("0", "greater than or equal to 1."), ("1025", "less than or equal to 1024.")],
+    [("0", "Parallelism must be a whole number from 1 to 1024."),
+     ("1025", "Parallelism must be a whole number from 1 to 1024.")],
 )
 def test_it_refuses_parallelism_out_of_range(alice_client, profile, coalesce, typed, message):
     response = alice_client.post(NEW_URL, run_form(profile, parallelism=typed))
 
     assert_refused(response, coalesce, message, f'name="parallelism" value="{typed}"')
+    assert "Ensure this value" not in response.content.decode()  # no stock Django wording
 
 
 def test_it_asks_to_confirm_a_run_of_the_entire_environment(alice_client, profile, coalesce):
@@ -363,8 +389,12 @@ def test_it_refuses_duplicate_parameter_names(alice_client, profile, coalesce):
         profile, param_name=["REGION", "REGION"], param_value=["emea", "apac"]
     ))
 
-    assert_refused(response, coalesce, "Row 2: “REGION” is already set above",
+    assert_refused(response, coalesce, "“REGION” is already set above",
                    'value="emea"', 'value="apac"')
+    # Beside its row, and in the summary with a link to that row.
+    page = response.content.decode()
+    assert '<tr id="param-row-1" class="has-error">' in page
+    assert '<a href="#param-row-1">Parameter row 2: “REGION” is already set above' in page
 
 
 def test_it_refuses_a_parameter_value_without_a_name(alice_client, profile, coalesce):
@@ -372,7 +402,7 @@ def test_it_refuses_a_parameter_value_without_a_name(alice_client, profile, coal
         profile, param_name=["REGION", " "], param_value=["emea", "apac"]
     ))
 
-    assert_refused(response, coalesce, "Row 2: give the parameter a name.",
+    assert_refused(response, coalesce, "Give this parameter a name.",
                    'value="REGION"', 'value="apac"')
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from runs.redaction import scrub
 from runs.results import as_count, as_text, parse_datetime
+from runs.selectors import NodeRecord
 
 # Coalesce's free text is kept to this many characters.
 TEXT_LIMIT = 2000
@@ -160,3 +161,51 @@ def retry_after_seconds(value: str | None) -> float | None:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+# --- nodes and jobs (docs/coalesce-api.md §6.2-6.4) ---
+
+
+def node_record_of(item: Any) -> NodeRecord | None:
+    """What the preview needs of one node (summary or full): id, name, locationName,
+    nodeType and, from a full node, `metadata.sourceMapping[].dependencies[]` as
+    (locationName, nodeName) pairs. None without an id and a name; odd parts are skipped."""
+    if not isinstance(item, dict):
+        return None
+    node_id, name = as_text(item.get("id")), as_text(item.get("name"))
+    if not node_id or not name:
+        return None
+    metadata = item.get("metadata")
+    mappings = metadata.get("sourceMapping") if isinstance(metadata, dict) else None
+    pairs: dict[tuple[str, str], None] = {}
+    for mapping in mappings if isinstance(mappings, list) else ():
+        deps = mapping.get("dependencies") if isinstance(mapping, dict) else None
+        for dep in deps if isinstance(deps, list) else ():
+            if isinstance(dep, dict) and as_text(dep.get("nodeName")):
+                pairs[(as_text(dep.get("locationName")), as_text(dep.get("nodeName")))] = None
+    return NodeRecord(node_id, name, as_text(item.get("locationName")),
+                      as_text(item.get("nodeType")), tuple(pairs))
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job as GET /api/v1/environments/{id}/jobs/{jobID} describes it ("" when absent)."""
+
+    id: str
+    name: str
+    include_selector: str
+    exclude_selector: str
+
+
+def job_of(data: dict[str, Any], job_id: str) -> JobInfo:
+    """A JobInfo from the job object (or its `data` wrapper), scrubbed and cut to size."""
+    if isinstance(data.get("data"), dict):
+        data = data["data"]
+
+    def text(*keys: str) -> str:
+        value = next((as_text(data.get(k)) for k in keys if as_text(data.get(k))), "")
+        return scrub(value)[:TEXT_LIMIT]
+
+    return JobInfo(text("id") or job_id, text("name"),
+                   text("includeSelector", "includeNodesSelector"),
+                   text("excludeSelector", "excludeNodesSelector"))

@@ -42,12 +42,15 @@ from urllib3.util.retry import Retry
 
 from runs.coalesce.answers import (
     TEXT_LIMIT,
+    JobInfo,
     RunPage,
     StartedRun,
     body_text,
     checked_run_counter,
     cursor_of,
     error_envelope,
+    job_of,
+    node_record_of,
     retry_after_seconds,
     run_counter_of,
     run_summary_of,
@@ -55,6 +58,7 @@ from runs.coalesce.answers import (
 from runs.encryption import CredentialDecryptionError
 from runs.redaction import secrets_in_use
 from runs.results import NodeResult, parse_results
+from runs.selectors import NodeRecord
 from runs.validators import normalise_base_url
 
 logger = logging.getLogger("runs.coalesce")
@@ -73,6 +77,10 @@ _READ_CHUNK = 64 * 1024
 _SECRET_CREDENTIAL_KEYS = ("snowflakePassword", "snowflakeKeyPairKey", "snowflakeKeyPairPass")
 _MAY_HAVE_STARTED = "The run may have started: check Coalesce before starting it again."
 MAX_LIST_LIMIT = 1000
+# A page of full nodes can be many MB: the cap is raised for that call only.
+NODE_LIST_MAX_BYTES = 64 * 1024 * 1024
+NODE_PAGE_SIZE = 500
+MAX_NODE_PAGES = 200  # 100,000 nodes; a cursor that never ends stops here
 TOKEN_UNREADABLE = ("The profile's API token cannot be decrypted with the configured keys, "
                     "so nothing was sent: an admin must enter it again.")
 
@@ -351,6 +359,37 @@ class CoalesceClient:
                 )
             return RunPage(runs=runs, next=cursor_of(data.get("next")))
 
+    def list_nodes(self, environment_id: str) -> Iterator[list[NodeRecord]]:
+        """GET /api/v1/environments/{id}/nodes?detail=true, one page at a time (§6.2-6.3):
+        yields each page reduced to NodeRecords, so 10,000 nodes are never held as raw JSON
+        at once. Sends `limit`, follows `next`; one complete answer works too. This call
+        alone may read NODE_LIST_MAX_BYTES per page. Raises CoalesceError."""
+        path, cursor = f"/api/v1/environments/{quote(environment_id, safe='')}/nodes", None
+        for _ in range(MAX_NODE_PAGES):
+            params = {"detail": "true", "limit": str(NODE_PAGE_SIZE), "orderBy": "id"}
+            if cursor:
+                params["startingFrom"] = str(cursor)
+            with secrets_in_use(self._token):
+                answer = self._call("GET", path, params=params, max_bytes=NODE_LIST_MAX_BYTES)
+                data = self._json(answer, starts_run=False)
+            items = data.get("data") if isinstance(data, dict) else data
+            if not isinstance(items, list):
+                raise self._bad_response(answer, "the response is not a node list",
+                                         starts_run=False)
+            del answer  # the raw page can be megabytes: keep only the records
+            yield [record for item in items if (record := node_record_of(item))]
+            cursor = cursor_of(data.get("next")) if isinstance(data, dict) else None
+            if not cursor or not items:
+                return
+
+    def get_job(self, environment_id: str, job_id: str) -> JobInfo:
+        """GET /api/v1/environments/{id}/jobs/{jobID} [uncertain, §6.4]. Raises
+        CoalesceError (REJECTED with status_code 404 for an unknown job)."""
+        env, job = quote(environment_id, safe=""), quote(str(job_id), safe="")
+        with secrets_in_use(self._token):
+            answer = self._call("GET", f"/api/v1/environments/{env}/jobs/{job}")
+            return job_of(self._json_object(answer, starts_run=False), str(job_id))
+
     @sensitive_variables()
     def _start(self, path: str, body: dict[str, Any]) -> StartedRun:
         credentials = body.get("userCredentials")
@@ -408,6 +447,7 @@ class CoalesceClient:
         json_body: Any = None,
         params: dict[str, str] | None = None,
         starts_run: bool = False,
+        max_bytes: int = MAX_RESPONSE_BYTES,
     ) -> _Answer:
         """Send one request and return its 2xx answer; raise CoalesceError otherwise.
 
@@ -436,7 +476,7 @@ class CoalesceClient:
                 raise error from exc
             try:
                 outcome = str(response.status_code)
-                return self._answer(response, starts_run=starts_run)
+                return self._answer(response, starts_run=starts_run, max_bytes=max_bytes)
             finally:
                 response.close()
         finally:
@@ -444,10 +484,11 @@ class CoalesceClient:
             # The path only: no query string, body, headers or token.
             logger.info("%s %s -> %s in %d ms", method, path, outcome, elapsed_ms)
 
-    def _answer(self, response: requests.Response, *, starts_run: bool) -> _Answer:
+    def _answer(self, response: requests.Response, *, starts_run: bool,
+                max_bytes: int = MAX_RESPONSE_BYTES) -> _Answer:
         status = response.status_code
         try:
-            content, too_big = _read_capped(response)
+            content, too_big = _read_capped(response, max_bytes)
         except urllib3_exceptions.DecodeError:
             if 200 <= status < 300:
                 answer = _Answer(status, b"")
@@ -464,7 +505,8 @@ class CoalesceClient:
         if 200 <= status < 300:
             if too_big:
                 raise self._bad_response(
-                    answer, "the response is larger than 1 MiB", starts_run=starts_run
+                    answer, f"the response is larger than {max_bytes // 1024 // 1024} MiB",
+                    starts_run=starts_run
                 )
             return answer
         raise self._status_error(response, answer, too_big=too_big, starts_run=starts_run)
@@ -636,20 +678,19 @@ class CoalesceClient:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _read_capped(response: requests.Response) -> tuple[bytes, bool]:
-    """Read at most MAX_RESPONSE_BYTES (+1 to detect more); return (content, too_big)."""
+def _read_capped(response: requests.Response, cap: int = MAX_RESPONSE_BYTES
+                 ) -> tuple[bytes, bool]:
+    """Read at most `cap` bytes (+1 to detect more); return (content, too_big)."""
     chunks: list[bytes] = []
     size = 0
-    while size <= MAX_RESPONSE_BYTES:
-        chunk = response.raw.read(
-            min(_READ_CHUNK, MAX_RESPONSE_BYTES + 1 - size), decode_content=True
-        )
+    while size <= cap:
+        chunk = response.raw.read(min(_READ_CHUNK, cap + 1 - size), decode_content=True)
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
     content = b"".join(chunks)
-    return content[:MAX_RESPONSE_BYTES], size > MAX_RESPONSE_BYTES
+    return content[:cap], size > cap
 
 
 def _exception_chain(exc: BaseException) -> Iterator[BaseException]:

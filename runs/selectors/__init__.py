@@ -22,36 +22,10 @@ Anything this module is unsure Coalesce reads the same way is a SelectorError (w
 0-based position) or a SelectorWarning, never a silent guess.
 """
 
-from runs.selectors.preview import (
-    Catalogue,
-    LocationGroups,
-    Node,
-    NodeRecord,
-    Preview,
-    add_term,
-    preview,
-    term_for,
-)
-from runs.selectors.syntax import (
-    ATTRIBUTES,
-    KEYWORDS,
-    And,
-    Attr,
-    Expr,
-    Or,
-    SelectorError,
-    SelectorWarning,
-    Term,
-    caret,
-    check,
-    format,
-    parse,
-    quote,
-    warnings,
-)
+# The public names, re-exported from the two halves (each lists its own in __all__).
+from runs.selectors.preview import *  # noqa: F403
+from runs.selectors.preview import __all__ as _preview_names
+from runs.selectors.syntax import *  # noqa: F403
+from runs.selectors.syntax import __all__ as _syntax_names
 
-__all__ = [
-    "ATTRIBUTES", "KEYWORDS", "And", "Attr", "Catalogue", "Expr", "LocationGroups", "Node",
-    "NodeRecord", "Or", "Preview", "SelectorError", "SelectorWarning", "Term", "add_term",
-    "caret", "check", "format", "parse", "preview", "quote", "term_for", "warnings",
-]
+__all__ = [*_syntax_names, *_preview_names]

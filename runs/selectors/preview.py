@@ -22,6 +22,9 @@ from runs.selectors.syntax import (
     quote,
 )
 
+__all__ = ["Catalogue", "LocationGroups", "Node", "NodeRecord", "Preview", "add_term", "preview",
+           "term_for"]
+
 # --- the catalogue ---
 
 

@@ -6,6 +6,11 @@ import re
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+__all__ = [
+    "ATTRIBUTES", "KEYWORDS", "And", "Attr", "Expr", "Or", "SelectorError", "SelectorWarning",
+    "Term", "caret", "check", "format", "parse", "quote", "warnings",
+]
+
 ATTRIBUTES = ("name", "nodeID", "location", "nodeType", "subgraph")
 KEYWORDS = ("OR", "AND")
 

@@ -103,11 +103,16 @@ def test_it_shows_a_validation_error_beside_the_field(page: Page, log_in, alice,
     page.get_by_role("button", name="Start run").click()
 
     parallelism = page.get_by_label("Parallelism")
-    message = "Ensure this value is greater than or equal to 1."
+    message = "Parallelism must be a whole number from 1 to 1024."
     # Tied to the input for screen readers (aria-describedby) and shown right under it.
-    expect(parallelism).to_have_accessible_description(message)
-    error = page.get_by_text(message)
+    expect(parallelism).to_have_accessible_description(re.compile(re.escape(message)))
+    error = page.locator(".field .errorlist").get_by_text(message)
     expect(error).to_be_visible()
+    # Focus moved to the summary, which links to the field.
+    summary = page.locator("#error-summary")
+    expect(summary).to_be_focused()
+    expect(summary.get_by_role("link", name=f"Parallelism: {message}")).to_have_attribute(
+        "href", "#id_parallelism")
     field_box, error_box = parallelism.bounding_box(), error.bounding_box()
     assert 0 <= error_box["y"] - (field_box["y"] + field_box["height"]) < 40
     expect(page.get_by_label("Include nodes")).to_have_value(INCLUDE)

@@ -188,7 +188,7 @@ def test_run_info_echoes_the_details_without_secrets(simulator, openapi):
         "parallelism": 4,
         "forceIgnoreEnvironmentStatus": True,
         "canceled": False,
-        "nodesInRun": 5,
+        "nodesInRun": 76,  # the MART nodes of the default 300-node catalogue
     }
     assert info["runTimeParameters"] == {"TARGET_DATE": "2026-01-01"}
     assert info["userCredentials"]["snowflakeUsername"] == "SVC_USER"

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0008_sweep_state'),
+        ('runs', '0009_node_catalogue_presets'),
     ]
 
     operations = [
