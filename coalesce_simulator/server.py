@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from coalesce_simulator.catalogue import DEFAULT_NODE_COUNT
 from coalesce_simulator.errors import AUTH_ERROR, SimError, bad_request
-from coalesce_simulator.modes import NORMAL, start_run_answer
+from coalesce_simulator.modes import HTML_500, NORMAL, start_run_answer
 from coalesce_simulator.run import DEFAULT_RUN_SECONDS, SimRun
 from coalesce_simulator.state import RUNS_DEFAULT_LIMIT, SimulatorState
 from coalesce_simulator.validation import (
@@ -37,6 +37,7 @@ RUN_TYPES = ("deploy", "refresh")
 
 RUN_TEMPLATE = "/api/v1/runs/{id}"
 RESULTS_TEMPLATE = "/api/v1/runs/{id}/results"
+ENVIRONMENT_TEMPLATE = "/api/v1/environments/{id}"
 NODES_TEMPLATE = "/api/v1/environments/{id}/nodes"
 NODE_TEMPLATE = "/api/v1/environments/{id}/nodes/{nodeID}"
 JOB_TEMPLATE = "/api/v1/environments/{id}/jobs/{jobID}"
@@ -48,6 +49,7 @@ TEMPLATES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"/api/v1/environments/([^/]+)/nodes"), NODES_TEMPLATE),
     (re.compile(r"/api/v1/environments/([^/]+)/nodes/([^/]+)"), NODE_TEMPLATE),
     (re.compile(r"/api/v1/environments/([^/]+)/jobs/([^/]+)"), JOB_TEMPLATE),
+    (re.compile(r"/api/v1/environments/([^/]+)"), ENVIRONMENT_TEMPLATE),
 )
 
 
@@ -263,6 +265,27 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         run = self._known_run(self.path_args[0], "runID")
         self.send_json(200, {"data": self.state.run_results(run.run_counter)})
 
+    def handle_get_environment(self) -> None:
+        """GET /api/v1/environments/{environmentID}: the environment, answered as its mode
+        answers a start (a 500, a 401) so a connection test sees what a start would; an
+        ID starting with "missing" is unknown (404)."""
+        self.require_token()
+        environment_id = self.path_args[0]
+        refusal = self.state.read_refusal(environment_id)
+        if refusal is not None:
+            raise refusal
+        mode = self.state.behaviour_for(environment_id)
+        if mode == "http500":
+            self.send_raw(500, HTML_500.encode(), "text/html; charset=utf-8")
+            return
+        if mode == "unauthorized":
+            raise SimError(401, AUTH_ERROR)
+        if environment_id.startswith("missing"):
+            raise SimError(404, f"Environment {environment_id} not found")
+        self.send_json(200, {"id": environment_id, "name": f"Simulated {environment_id}",
+                             "project": "simulator", "oauthEnabled": True,
+                             "runTimeParameters": {}})
+
     def handle_list_runs(self) -> None:
         """GET /api/v1/runs: filters, order, paging with startingFrom and ``next``."""
         self.require_token()
@@ -404,6 +427,7 @@ ROUTES: dict[str, dict[str, Callable[[SimulatorHandler], None]]] = {
     "/api/v1/runs": {"GET": SimulatorHandler.handle_list_runs},
     RUN_TEMPLATE: {"GET": SimulatorHandler.handle_get_run},
     RESULTS_TEMPLATE: {"GET": SimulatorHandler.handle_get_results},
+    ENVIRONMENT_TEMPLATE: {"GET": SimulatorHandler.handle_get_environment},
     NODES_TEMPLATE: {"GET": SimulatorHandler.handle_list_nodes},
     NODE_TEMPLATE: {"GET": SimulatorHandler.handle_get_node},
     JOB_TEMPLATE: {"GET": SimulatorHandler.handle_get_job},

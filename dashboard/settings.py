@@ -117,6 +117,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "runs.context_processors.navigation",
             ],
         },
     },
@@ -140,6 +141,10 @@ else:
             # The web server and the worker write to the same file: wait for the lock
             # instead of failing, and take it up front so two writers never deadlock.
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # One connection per worker thread, kept between requests: opening the file
+            # and setting it up again for every request cost more than the polled
+            # fragment's one query (bench/status.py).
+            "CONN_MAX_AGE": 60,
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -224,6 +229,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# One date format everywhere, the admin's included (dashboard/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["dashboard.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -313,6 +320,9 @@ TASKS = {
 # How often the sweep refreshes the runs that are not finished, and when it gives up.
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", "10")
 SWEEP_MAX_AGE_HOURS = env_int("SWEEP_MAX_AGE_HOURS", "48")
+# Node results of a running run are fetched only while someone has its page open, at most
+# once per sweep and run, and at most this many such calls per environment per sweep.
+SWEEP_LIVE_RESULTS_PER_ENVIRONMENT = env_int("SWEEP_LIVE_RESULTS_PER_ENVIRONMENT", "5")
 # The run form asks the worker to refresh an environment's node list older than this.
 NODE_CATALOGUE_MAX_AGE_SECONDS = env_int("NODE_CATALOGUE_MAX_AGE_SECONDS", "3600")
 

@@ -4,12 +4,15 @@ import json
 
 from django.contrib import admin, messages
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
 from runs import audit, service, tokens
 from runs.forms import ProfileForm
 from runs.http import client_ip
 from runs.models import ApiToken, AuditEntry, EnvironmentProfile, Preset, Run, RunEvent
+
+AuthType = EnvironmentProfile.AuthType
 
 SECRET_ACTIONS = {
     "stored": audit.Action.CREDENTIAL_STORED,
@@ -47,20 +50,67 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
                     "pat_expiry", "updated_at"]
     list_filter = ["snowflake_auth_type"]
     search_fields = ["name", "environment_id"]
-    filter_horizontal = ["allowed_groups"]
     actions = ["test_connection"]
-    fieldsets = [
-        (None, {"fields": ["name", "base_url", "environment_id", "api_token", "default_job_id",
-                           "default_parallelism", "organization_id", "allowed_groups"]}),
-        ("Snowflake credentials", {"fields": [
-            "snowflake_auth_type", "snowflake_username",
-            "snowflake_password", "clear_snowflake_password",
-            "snowflake_password_is_pat", "snowflake_pat_expires_on",
-            "private_key", "clear_private_key",
-            "private_key_passphrase", "clear_private_key_passphrase",
-            "snowflake_warehouse", "snowflake_role",
-        ]}),
-    ]
+    readonly_fields = ["key_status"]
+    # One fieldset per auth type's secrets. Only the current type's is shown: the others
+    # carry "auth-inactive", hidden by profile_admin.css; profile_admin.js switches them as
+    # the type changes. Without JavaScript, a changed type shows its fields once saved
+    # (the save asks for the secrets the new type needs).
+    AUTH_FIELDSETS = {
+        AuthType.BASIC: ("Basic: password or programmatic access token", [
+            "snowflake_password", "clear_snowflake_password", "snowflake_password_is_pat",
+            "snowflake_pat_expires_on"]),
+        AuthType.KEYPAIR: ("KeyPair: private key", [
+            "key_status", "private_key", "clear_private_key",
+            "private_key_passphrase", "clear_private_key_passphrase"]),
+    }
+
+    class Media:
+        css = {"all": ["runs/profile_admin.css"]}
+        js = ["runs/profile_admin.js"]
+
+    def get_fieldsets(self, request, obj=None):
+        current = self._auth_type(request, obj)
+        fieldsets = [
+            (None, {"fields": ["name", "base_url", "environment_id", "api_token",
+                               "default_job_id", "default_parallelism", "organization_id",
+                               "allowed_groups"]}),
+            ("Snowflake credentials", {"fields": [
+                "snowflake_auth_type", "snowflake_username", "snowflake_warehouse",
+                "snowflake_role"]}),
+        ]
+        for auth_type, (title, fields) in self.AUTH_FIELDSETS.items():
+            classes = ["auth-type", f"auth-{auth_type}"]
+            if auth_type != current:
+                classes.append("auth-inactive")
+            fieldsets.append((title, {"fields": fields, "classes": classes}))
+        return fieldsets
+
+    @staticmethod
+    def _auth_type(request, obj) -> str:
+        posted = request.POST.get("snowflake_auth_type") if request.method == "POST" else None
+        if posted in AuthType.values:
+            return posted
+        return obj.snowflake_auth_type if obj is not None else AuthType.KEYPAIR
+
+    @admin.display(description="Key status")
+    def key_status(self, profile: EnvironmentProfile | None) -> str:
+        """Its own line: what is stored, the fingerprint, and the statement that gives
+        the Snowflake user the public key, ready to copy."""
+        if profile is None or not profile.has_secret("private_key"):
+            return "No key stored."
+        status = profile.secret_status("private_key")
+        if not profile.private_key_public:
+            return format_html("{}<br>Save the key again to show its ALTER USER statement.",
+                               status)
+        user = profile.snowflake_username or "<user>"
+        statement = f"ALTER USER {user} SET RSA_PUBLIC_KEY='{profile.private_key_public}';"
+        return format_html(
+            '{}<br>Fingerprint: <code>{}</code><br>'
+            '<label for="alter-user-statement">In Snowflake, run:</label><br>'
+            '<textarea id="alter-user-statement" class="copy-text" readonly rows="4" '
+            'cols="66">{}</textarea>',
+            status, profile.private_key_fingerprint, statement)
 
     @admin.display(description="PAT")
     def pat_expiry(self, profile: EnvironmentProfile) -> str:
@@ -113,12 +163,9 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
     @admin.action(description="Test connection")
     def test_connection(self, request, queryset):
         for profile in queryset:
-            problem = service.test_connection(profile)
-            if problem:
-                self.message_user(request, f"{profile.name}: {problem}", messages.ERROR)
-            else:
-                self.message_user(request, f"{profile.name}: connected to Coalesce.",
-                                  messages.SUCCESS)
+            report = service.test_connection(profile)
+            level = messages.ERROR if report.problem else messages.SUCCESS
+            self.message_user(request, f"{profile.name}: {report.summary()}", level)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -131,6 +131,9 @@ class ProfileForm(forms.ModelForm):
         widgets = {
             "snowflake_pat_expires_on": forms.DateInput(attrs={"type": "date"}),
             "base_url": DatalistInput(validators.OFFICIAL_BASE_URLS, "coalesce-base-urls"),
+            # Checkboxes, not the admin's two-box filter: its script adds ARIA that axe
+            # rejects, and a few groups read fine as a list.
+            "allowed_groups": forms.CheckboxSelectMultiple,
         }
         help_texts = {
             "base_url": "An official regional host, or a custom https host listed in "
@@ -147,8 +150,9 @@ class ProfileForm(forms.ModelForm):
         self.normalised_key: private_keys.NormalisedKey | None = None
         for name in self.SECRET_FIELDS:
             self.fields[name].help_text = self._status_text(name)
-        self.fields["private_key"].help_text += (
-            " Paste the whole file, including the -----BEGIN/END----- lines "
+        # The stored key's status has its own line on the page (the admin's Key status).
+        self.fields["private_key"].help_text = (
+            "Paste the whole file, including the -----BEGIN/END----- lines "
             "(Snowflake's recipe: rsa_key.p8). Leave empty to keep the stored key."
         )
 
@@ -156,6 +160,20 @@ class ProfileForm(forms.ModelForm):
         if self.instance.pk is None:
             return "Not stored."
         return self.instance.secret_status(name)
+
+    RETYPE = "Type it again: secrets are never sent back to the page, so it was not kept. "
+
+    def full_clean(self) -> None:
+        """After an error the page comes back with every secret field empty (a secret is
+        never echoed into HTML): say so next to each one that had been typed."""
+        super().full_clean()
+        if not self.is_bound or not self.errors:
+            return
+        for name in self.SECRET_FIELDS:
+            if self.data.get(self.add_prefix(name)):
+                self.fields[name].help_text = self.RETYPE + self.fields[name].help_text
+                # A bound field copies its help text when first used (in clean, here).
+                self[name].help_text = self.fields[name].help_text
 
     # --- field checks ---
 

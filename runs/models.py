@@ -115,6 +115,9 @@ class EnvironmentProfile(models.Model):
     private_key_size = models.PositiveIntegerField(null=True, editable=False)
     private_key_fingerprint = models.CharField(max_length=80, blank=True, editable=False)
     private_key_encrypted = models.BooleanField(default=False, editable=False)
+    # The public half (base64 DER, as Snowflake's RSA_PUBLIC_KEY takes it): public, so the
+    # admin can show the ALTER USER statement without decrypting the private key.
+    private_key_public = models.TextField(blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -153,6 +156,7 @@ class EnvironmentProfile(models.Model):
             self.private_key_size = None
             self.private_key_fingerprint = ""
             self.private_key_encrypted = False
+            self.private_key_public = ""
 
     def get_secret(self, name: str) -> str:
         """Decrypt a stored secret ("" when none is stored).
@@ -170,6 +174,7 @@ class EnvironmentProfile(models.Model):
         self.private_key_size = key.key_size
         self.private_key_fingerprint = key.fingerprint
         self.private_key_encrypted = key.encrypted
+        self.private_key_public = key.public_key
 
     def drop_secrets_unused_by_auth_type(self) -> list[str]:
         """Clear the secrets the current auth type does not use; return their names."""
@@ -432,6 +437,9 @@ class Run(models.Model):
     # The name of the personal access token that started it through the API ("" when it
     # was started from a page): the run page and the history say "via API token <name>".
     via_token_name = models.CharField(max_length=100, blank=True)
+    # Until when someone has this run's page open (its polling renews it): the sweep
+    # fetches a running run's node results only while this is in the future.
+    watched_until = models.DateTimeField(null=True, blank=True)
     # The saved form it was started from, if any (presets may be deleted later).
     preset = models.ForeignKey("Preset", on_delete=models.SET_NULL, null=True, blank=True,
                                related_name="runs")

@@ -115,6 +115,8 @@ class NormalisedKey:
     key_size: int
     fingerprint: str
     reencrypted: bool
+    # The public half as Snowflake's RSA_PUBLIC_KEY takes it: base64 of the SPKI DER.
+    public_key: str = ""
 
     def __repr__(self) -> str:
         return f"<NormalisedKey {self.description} {self.fingerprint}>"
@@ -133,6 +135,14 @@ def fingerprint_of(private_key: rsa.RSAPrivateKey) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return "SHA256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+def public_key_of(private_key: rsa.RSAPrivateKey) -> str:
+    """The value of Snowflake's `ALTER USER … SET RSA_PUBLIC_KEY='…'`: base64 SPKI DER."""
+    spki = private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(spki).decode("ascii")
 
 
 def normalise_private_key(text: str, passphrase: str | None = None) -> NormalisedKey:
@@ -155,6 +165,7 @@ def normalise_private_key(text: str, passphrase: str | None = None) -> Normalise
         key_size=key.key_size,
         fingerprint=fingerprint_of(key),
         reencrypted=reencrypted,
+        public_key=public_key_of(key),
     )
 
 

@@ -139,10 +139,14 @@ class Stage:
 
     @property
     def failed(self) -> bool:
-        """True when the stage reported success == false, or error text without saying
-        whether it succeeded. An explicit success == true wins: Coalesce's own examples
-        carry placeholder error objects on successful stages."""
-        return self.success is False or (self.success is None and self.has_error)
+        """True when the stage carries error text (unless it says success == true), or
+        reported success == false after it stopped running. A running stage reports
+        success == false (docs/coalesce-api.md §5.4): that is "not finished yet", not a
+        failure. An explicit success == true wins: Coalesce's own examples carry
+        placeholder error objects on successful stages."""
+        if self.success is True:
+            return False
+        return self.has_error or (self.success is False and not self.is_running)
 
     @classmethod
     def parse(cls, item: Any, *, default_name: str = "") -> Stage | None:
@@ -154,10 +158,13 @@ class Stage:
         error_string, error_detail, has_error = _error_texts(item)
         status = as_text(item.get("status"))
         if not status:
-            if success is False or (success is None and has_error):
+            # Error text first, then "still running" (a running stage says success false).
+            if has_error and success is not True:
                 status = "failed"
             elif is_running:
                 status = "running"
+            elif success is False:
+                status = "failed"
             elif success is True:
                 status = "completed"
         start = parse_datetime(item.get("startTime"))
@@ -193,8 +200,9 @@ class Stage:
 class NodeResult:
     """One node of a run (a RunResult).
 
-    `status`: "failed" when any stage failed (success == false or error text) or the node
-    itself carries an error; else "running" when `isRunning`; else Coalesce's own node
+    `status`: "failed" when any stage failed (error text, or success == false once it
+    stopped running) or the node itself carries an error; else "running" when the node or
+    one of its stages `isRunning`; else Coalesce's own node
     status (`runState`, `status`, `runStatus` or `nodeStatus`, unchanged); else
     "completed". `error` / `failed_sql` come from the first failed stage (or the node's own
     error). `duration_seconds` spans the earliest stage start to the latest stage end.
@@ -240,7 +248,7 @@ class NodeResult:
         )
         if failed_stage is not None or node_has_error:
             status = "failed"
-        elif item.get("isRunning") is True:
+        elif item.get("isRunning") is True or any(s.is_running for s in stages):
             status = "running"
         else:
             status = raw_status or "completed"
@@ -361,3 +369,37 @@ def failed_first(nodes: Iterable[NodeResult]) -> list[NodeResult]:
         return 1 if node.has_test_failures else 2
 
     return sorted(nodes, key=rank)
+
+
+_NOT_DONE_PREFIXES = ("cancel", "wait", "pending", "queued", "running")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run's nodes are: "3 of 5 nodes done · 1 running · 0 failed"."""
+
+    total: int
+    done: int
+    running: int
+    failed: int
+
+    def __str__(self) -> str:
+        noun = "node" if self.total == 1 else "nodes"
+        return (f"{self.done} of {self.total} {noun} done · {self.running} running · "
+                f"{self.failed} failed")
+
+
+def progress(nodes: Iterable[NodeResult]) -> Progress:
+    """Count the nodes: done (finished and not failed), running, failed. A node cancelled
+    or still waiting is none of these, so it keeps "done" below the total."""
+    total = done = running = failed = 0
+    for node in nodes:
+        total += 1
+        word = node.status.strip().casefold()
+        if node.failed:
+            failed += 1
+        elif word == "running":
+            running += 1
+        elif not word.startswith(_NOT_DONE_PREFIXES):
+            done += 1
+    return Progress(total=total, done=done, running=running, failed=failed)

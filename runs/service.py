@@ -175,7 +175,7 @@ def _attempt(attempt: Attempt) -> tuple[Run, bool]:
         return Run.objects.get(submit_token=attempt.submit_token), False
     _send(run, attempt)
     if run.is_active:
-        tasks.ensure_sweeping()
+        tasks.sweep_soon(run.profile)
     return run, True
 
 
@@ -340,15 +340,44 @@ def check_job(profile: EnvironmentProfile, job_id: str) -> tuple[JobInfo | None,
 JOB_CHECK_TIMEOUT = 5
 
 
-def test_connection(profile: EnvironmentProfile) -> str | None:
-    """Check the profile's base URL and API token with the cheapest authenticated call.
-    Returns None when Coalesce accepted them, or the problem in plain words."""
+@dataclass(frozen=True)
+class ConnectionReport:
+    """What "Test connection" found: `problem` (None when every check passed), what was
+    checked and passed, and what a test cannot check at all."""
+
+    problem: str | None
+    checked: tuple[str, ...] = ()
+    not_checked: str = ("Not checked: the Snowflake credentials, and whether Coalesce will "
+                        "accept a run; only a real run shows those.")
+
+    def summary(self) -> str:
+        passed = f"Checked: {'; '.join(self.checked)}. " if self.checked else ""
+        if self.problem:
+            return f"{passed}Problem: {self.problem} {self.not_checked}"
+        return f"Connected. {passed}{self.not_checked}"
+
+
+def test_connection(profile: EnvironmentProfile) -> ConnectionReport:
+    """Check the profile's base URL and API token (the cheapest authenticated call, a
+    one-run listing), then its environment (GET /api/v1/environments/{id}): a token that
+    works but cannot see the environment, or an environment that answers 500, fails."""
+    checked: list[str] = []
     try:
         with client_for(profile) as client:
             client.test_connection()
+            checked.append("the base URL and API token (Coalesce listed runs)")
+            try:
+                environment = client.get_environment(profile.environment_id)
+            except CoalesceError as exc:
+                return ConnectionReport(
+                    f"environment {profile.environment_id}: {exc.message}", tuple(checked))
+            name = environment.get("name")
+            named = f" ({name})" if isinstance(name, str) and name else ""
+            checked.append(f"environment {profile.environment_id}{named} exists and this "
+                           "token may read it")
     except CoalesceError as exc:
-        return exc.message
-    return None
+        return ConnectionReport(exc.message, tuple(checked))
+    return ConnectionReport(None, tuple(checked))
 
 
 # --- cancelling ---

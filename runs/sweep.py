@@ -3,7 +3,10 @@
 Coalesce rate-limits per account, so the sweep costs as few calls as the question allows:
 per environment with runs still moving, ONE listing of its runs since the oldest one we
 follow (`GET /api/v1/runs`, ordered by start time, with its further pages), plus ONE
-results call for each run that has just finished. The number of calls does not grow with
+results call for each run that has just finished. A run still going gets a results call
+only while someone has its page open (`Run.watched_until`, renewed by the page's polling):
+at most one per run per sweep, however many tabs, and at most
+SWEEP_LIVE_RESULTS_PER_ENVIRONMENT per environment per sweep. The number of calls does not grow with
 the number of active runs; polling each run's status instead would cost one call per run
 per interval.
 
@@ -27,7 +30,15 @@ from django.utils import timezone
 
 from runs import metrics, preview_check
 from runs.coalesce import CoalesceError, FailureKind, RunSummary, client_for
-from runs.models import TERMINAL, EnvironmentProfile, Outcome, Run, RunEvent, SweepState
+from runs.models import (
+    TERMINAL,
+    CoalesceStatus,
+    EnvironmentProfile,
+    Outcome,
+    Run,
+    RunEvent,
+    SweepState,
+)
 from runs.notifications import events as notifications
 from runs.results import parse_datetime, results_to_json
 
@@ -266,7 +277,7 @@ def _last_start(runs: list[RunSummary], page_size: int) -> str | None:
 def _apply_listing(client, runs: list[Run], listing: list[RunSummary], now: datetime,
                    report: SweepReport) -> None:
     by_counter = {summary.run_counter: summary for summary in listing}
-    writes = _Writes()
+    writes = _Writes(now=now, live_budget=settings.SWEEP_LIVE_RESULTS_PER_ENVIRONMENT)
     for run in runs:
         if run.status == Run.Status.STARTED:
             summary = by_counter.get(run.run_counter)
@@ -279,6 +290,8 @@ def _apply_listing(client, runs: list[Run], listing: list[RunSummary], now: date
 class _Writes:
     """What one environment's sweep writes, saved together by `save`."""
 
+    now: datetime
+    live_budget: int = 0  # results calls left for runs still going whose page is open
     checked: list[int] = field(default_factory=list)  # pks of the runs the listing had
     moved: list[Run] = field(default_factory=list)  # status or times changed
     finished: list[Run] = field(default_factory=list)  # results fetched
@@ -329,6 +342,20 @@ def _update_run(client, run: Run, summary: RunSummary, writes: _Writes,
                                           message=_results_failed(failure)))
         else:
             writes.finished.append(run)
+    elif _watched_and_running(run, summary.status, writes):
+        writes.live_budget -= 1
+        if _load_results(client, run, report) is None:
+            writes.finished.append(run)
+
+
+def _watched_and_running(run: Run, status: str, writes: _Writes) -> bool:
+    """Whether to fetch a going run's node results in this sweep: someone has its page
+    open, Coalesce is running it (a waiting run has no results yet), and the
+    environment's budget for this sweep is not spent. A failed fetch is not logged:
+    the next sweep tries again, and the final fetch at the end is the one that counts."""
+    return (writes.live_budget > 0 and status not in TERMINAL
+            and status != CoalesceStatus.WAITING
+            and run.watched_until is not None and run.watched_until >= writes.now)
 
 
 def fetch_results(client, run: Run, report: SweepReport | None = None) -> str | None:

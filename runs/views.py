@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
@@ -12,9 +13,11 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    HttpResponseNotModified,
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
@@ -24,8 +27,9 @@ from runs.exports import audit_csv_chunks, csv_chunks, csv_response, export_batc
 from runs.forms import AuditFilterForm, RerunForm, RunFilterForm, RunForm
 from runs.history import PAGE_SIZE, RunHistory, moving_ids, rows_for
 from runs.http import AuthenticatedHttpRequest, client_ip
+from runs.live import LiveState, live_state
 from runs.models import AuditEntry, EnvironmentProfile, Preset, Run
-from runs.results import failed_first, results_from_json
+from runs.results import failed_first, progress, results_from_json
 
 
 def _get_profile_for_user(request: AuthenticatedHttpRequest, pk) -> EnvironmentProfile:
@@ -291,35 +295,78 @@ def _submit_run(request: AuthenticatedHttpRequest):
 @require_GET
 def run_detail(request: AuthenticatedHttpRequest, pk: int):
     run = _get_run_for_user(request, pk)
-    live = _live_context(request, run)
-    context = {**live, "events": run.events.all(),
+    context = {**_live_context(request, run),
                "request_json": json.dumps(run.request_body, indent=2, sort_keys=True)}
     return render(request, "runs/run_detail.html", context)
 
 
+# How long one poll of a run page counts as "someone has it open" (the page polls every
+# 2 s), and how much of that may be left before a poll renews it: so a run's row is
+# written at most once per WATCH_RENEW seconds, however many tabs poll it.
+WATCH_SECONDS = 20
+WATCH_RENEW = 10
+
+
 @login_required
 @require_GET
-def run_status(request: HttpRequest, pk: int):
-    """The run page's live part, polled by htmx while the run moves; 286 stops it."""
+def run_status(request: AuthenticatedHttpRequest, pk: int):
+    """The run page's live part, polled by htmx while the run moves; 286 stops it.
+
+    Served from the database only, never from Coalesce. An unchanged run answers 304 to a
+    conditional request after one indexed query (`live_state`). Each poll also tells the
+    sweep that the page is open (`Run.watched_until`), which is what lets the sweep fetch
+    a running run's node results."""
+    state = live_state(request, pk)
+    if state is None:
+        raise Http404("No such run.")
+    _keep_watched(pk, state)
+    etag = f'"{state.etag}"'
+    if etag in request.headers.get("If-None-Match", "") and state.active:
+        return HttpResponseNotModified(headers={"ETag": etag, "Cache-Control": "no-cache"})
     run = _get_run_for_user(request, pk)
     context = _live_context(request, run)
-    html = render_to_string("runs/run_detail.html#run-live", context, request=request)
-    return HttpResponse(html) if context["live"] else HttpResponseStopPolling(html)
+    html = render_to_string("runs/run_detail.html#run-poll", context, request=request)
+    if not context["live"]:
+        return HttpResponseStopPolling(html)
+    return HttpResponse(html, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+def _keep_watched(pk: int, state: LiveState) -> None:
+    now = timezone.now()
+    if state.active and (state.watched_until is None
+                         or state.watched_until < now + timedelta(seconds=WATCH_RENEW)):
+        Run.objects.filter(pk=pk).update(watched_until=now + timedelta(seconds=WATCH_SECONDS))
 
 
 def _live_context(request: AuthenticatedHttpRequest, run: Run) -> dict:
     user = request.user
     may_run = run.profile.user_may_run(user)
+    nodes = failed_first(results_from_json(run.results))
+    live = run.is_active
     return {
         "run": run,
-        "live": run.is_active,
-        "nodes": failed_first(results_from_json(run.results)),
+        "live": live,
+        "nodes": nodes,
+        "progress": progress(nodes),
+        "elapsed": _elapsed(run),
+        "results_fetched_at": run.results_fetched_at,
+        "events": run.events.all(),
         "may_cancel": (may_run and user.has_perm("runs.cancel_run")
                        and service.cancel_refusal(run) is None),
         "may_rerun": may_run and service.rerun_refusal(run) is None,
-        "may_fetch_results": may_run,
+        "may_run_again": may_run,
+        # Only where it can help: a finished run whose results are missing (the sweep's
+        # fetch failed). While a run goes, an open page gets them with every sweep.
+        "may_fetch_results": (may_run and run.run_counter is not None and not live
+                              and not nodes),
         "reruns": run.reruns.order_by("pk"),
     }
+
+
+def _elapsed(run: Run) -> timedelta | None:
+    if run.coalesce_started_at is None:
+        return None
+    return (run.coalesce_ended_at or timezone.now()) - run.coalesce_started_at
 
 
 @login_required

@@ -93,7 +93,7 @@ def test_an_unreadable_token_is_one_message_everywhere(profile, alice, settings)
 
     with responses.RequestsMock():  # nothing may be sent
         assert service.refresh_results(run) == TOKEN_UNREADABLE
-        assert service.test_connection(profile) == TOKEN_UNREADABLE
+        assert service.test_connection(profile).problem == TOKEN_UNREADABLE
         report = sweep.sweep()
     assert report.errors == [f"{profile.name}: {TOKEN_UNREADABLE}"]
 
@@ -105,7 +105,7 @@ def test_a_base_url_no_longer_allowed_is_refused_at_call_time(profile, alice):
     profile.refresh_from_db()
 
     with responses.RequestsMock():  # nothing may be sent
-        problem = service.test_connection(profile)
+        problem = service.test_connection(profile).problem
 
     assert "not an official Coalesce host" in problem
     assert "Nothing was sent" in problem

@@ -218,8 +218,8 @@ def test_it_starts_a_run_and_shows_it(alice_client, profile, coalesce):
     run = Run.objects.get()
     assert response.redirect_chain == [(run.get_absolute_url(), 302)]
     page = response.content.decode()
-    # The outcome line itself: the page always says "Started by" whatever the outcome.
-    assert '<p class="status status-started">Started</p>' in page
+    # The outcome headline: accepted, and no status from Coalesce yet, reads Queued.
+    assert '<span class="outcome outcome-queued">' in page and "</span> Queued</span>" in page
     assert '<strong class="run-counter">1234</strong>' in page
 
 

@@ -367,14 +367,17 @@ def run_test_connection(client, profile):
 @responses.activate
 def test_it_tests_the_connection(admin_client, profile):
     responses.get(RUNS_URL, json={"data": []}, match=[matchers.query_param_matcher(LIST_QUERY)])
+    responses.get(f"{BASE}/api/v1/environments/{profile.environment_id}",
+                  json={"id": profile.environment_id, "name": "PROD"})
     response = run_test_connection(admin_client, profile)
-    messages = [str(m) for m in get_messages(response.wsgi_request)]
-    assert messages == ["Production: connected to Coalesce."]
-    assert "Production: connected to Coalesce." in response.content.decode()
-    assert len(responses.calls) == 1
-    assert responses.calls[0].request.headers["Authorization"] == "Bearer " + profile.get_secret(
-        "api_token"
-    )
+    [message] = [str(m) for m in get_messages(response.wsgi_request)]
+    assert message.startswith("Production: Connected. Checked: the base URL and API token "
+                              "(Coalesce listed runs); environment 42 (PROD) exists")
+    assert "Not checked: the Snowflake credentials" in message
+    assert len(responses.calls) == 2
+    for call in responses.calls:
+        assert call.request.headers["Authorization"] == "Bearer " + profile.get_secret(
+            "api_token")
 
 
 @responses.activate
@@ -390,7 +393,7 @@ def test_it_reports_a_rejected_token_in_plain_words(admin_client, profile):
     (message,) = list(get_messages(response.wsgi_request))
     assert message.level_tag == "error"
     assert str(message).startswith(
-        "Production: Coalesce did not accept the access token (HTTP 401)"
+        "Production: Problem: Coalesce did not accept the access token (HTTP 401)"
     )
     assert token not in str(message)
     assert token not in response.content.decode()
@@ -407,3 +410,57 @@ def test_it_marks_the_secret_fields_as_sensitive_post_parameters(admin_client, k
     assert {name: shown[name] for name in SECRET_FIELDS} == dict.fromkeys(
         SECRET_FIELDS, "********************"
     )
+
+
+# --- issue 9: one auth type's fields, retyping secrets, the key status line ---------------
+
+
+def _fieldset_classes(page: str) -> dict[str, str]:
+    """Each auth type's fieldset -> its class attribute."""
+    return {m.group(2): m.group(1) for m in re.finditer(
+        r'<fieldset class="([^"]*auth-(Basic|KeyPair)[^"]*)"', page)}
+
+
+def test_only_the_current_auth_type_s_fields_are_shown(admin_client, key):
+    profile = saved(add(admin_client, keypair_data(pem_of(key))))
+    page = admin_client.get(reverse("admin:runs_environmentprofile_change",
+                                    args=[profile.pk])).content.decode()
+    classes = _fieldset_classes(page)
+    assert "auth-inactive" not in classes["KeyPair"]
+    assert "auth-inactive" in classes["Basic"]
+    assert "runs/profile_admin.css" in page and "runs/profile_admin.js" in page
+
+
+def test_without_javascript_a_changed_type_shows_its_fields_after_the_save(admin_client, key):
+    profile = saved(add(admin_client, keypair_data(pem_of(key))))
+    # The admin picked Basic and saved without a password (the field was hidden).
+    response = change(admin_client, profile, profile_data(snowflake_auth_type="Basic",
+                                                          snowflake_password="",
+                                                          api_token=""))
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Basic authentication needs a password." in page
+    classes = _fieldset_classes(page)
+    assert "auth-inactive" not in classes["Basic"] and "auth-inactive" in classes["KeyPair"]
+
+
+def test_an_error_says_which_typed_secrets_must_be_typed_again(admin_client):
+    response = add(admin_client, profile_data(environment_id=""))
+    page = response.content.decode()
+    assert "errornote" in page
+    # Both were typed and are gone from the page: each field says so.
+    assert page.count("Type it again: secrets are never sent back to the page") == 2
+    assert TOKEN not in page and PASSWORD not in page
+
+
+def test_the_key_status_is_its_own_line_with_the_alter_user_statement(admin_client, key):
+    profile = saved(add(admin_client, keypair_data(pem_of(key))))
+    page = admin_client.get(reverse("admin:runs_environmentprofile_change",
+                                    args=[profile.pk])).content.decode()
+    public = base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    assert "Key status" in page
+    assert f"Fingerprint: <code>{fingerprint(key)}</code>" in page
+    assert (f"ALTER USER {profile.snowflake_username} SET RSA_PUBLIC_KEY=&#x27;{public}&#x27;;"
+            in page)
+    assert profile.private_key_public == public

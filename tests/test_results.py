@@ -19,6 +19,7 @@ from runs.results import (
     failed_first,
     parse_datetime,
     parse_results,
+    progress,
     results_from_json,
     results_to_json,
 )
@@ -389,3 +390,47 @@ def test_it_sorts_failed_nodes_first_and_keeps_the_order_otherwise():
     )
 
     assert [n.node_id for n in failed_first(nodes)] == ["bad1", "bad2", "tests", "ok1", "ok2"]
+
+
+# -- running is never failed (docs/coalesce-api.md §5.4) -----------------------------------
+
+
+def test_it_shows_a_running_stage_with_success_false_as_running_not_failed():
+    running = stage(name="Insert DIM_CUSTOMER", success=False, isRunning=True, status=None,
+                    endTime=None)
+    payload = {"data": [node(isRunning=False, runState=None,
+                             queryResults=[stage(name="Create Table"), running])]}
+
+    result = one(payload)
+
+    assert result.stages[1].status == "running" and not result.stages[1].failed
+    assert result.status == "running" and not result.failed
+    assert result.error == ""
+
+
+def test_it_still_shows_a_running_stage_with_error_text_as_failed():
+    broken = stage(success=False, isRunning=True, status=None,
+                   error={"errorString": "invalid identifier 'AMOUNT'"})
+
+    result = one({"data": [node(queryResults=[broken])]})
+
+    assert result.status == "failed"
+    assert result.error == "invalid identifier 'AMOUNT'"
+
+
+def test_it_shows_a_finished_stage_with_success_false_as_failed():
+    result = one({"data": [node(queryResults=[stage(success=False, status=None)])]})
+
+    assert result.status == "failed"
+
+
+def test_it_counts_progress_as_done_running_and_failed():
+    nodes = parse_results({"data": [
+        node("a"), node("b"), node("c"),
+        node("d", isRunning=True, runState=None,
+             queryResults=[stage(success=False, isRunning=True, status=None)]),
+        node("e", queryResults=[stage(success=False, status=None)]),
+        node("f", runState="canceled"),
+    ]})
+
+    assert str(progress(nodes)) == "3 of 6 nodes done · 1 running · 1 failed"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 import responses
+from django.contrib.auth.models import Group, Permission, User
 from django.urls import reverse
+from django.utils import timezone
 from responses import matchers
 
 from runs.models import AuditEntry, Run
@@ -49,7 +52,7 @@ def test_the_page_polls_while_the_run_moves(alice_client, alice, profile):
     run = _run(profile, alice)
     page = alice_client.get(run.get_absolute_url()).content.decode()
     assert f'hx-get="{reverse("runs:status", args=[run.pk])}"' in page
-    assert 'hx-trigger="every 3s"' in page
+    assert 'hx-trigger="every 2s"' in page and 'hx-swap="innerHTML"' in page
 
 
 def test_the_status_fragment_keeps_polling_while_active(alice_client, alice, profile):
@@ -58,9 +61,9 @@ def test_the_status_fragment_keeps_polling_while_active(alice_client, alice, pro
                                 headers={"HX-Request": "true"})
     assert response.status_code == 200
     body = response.content.decode()
-    assert body.lstrip().startswith('<div id="run-live"') and "<html" not in body
-    # The visible status text, not the CSS class "coalesce-running" beside it.
-    assert '<strong class="coalesce-status coalesce-running">running</strong>' in body
+    # The content of the polled element only: the element itself stays in the page.
+    assert 'id="run-live"' not in body and "<html" not in body
+    assert '<span class="outcome-shape" aria-hidden="true">▶</span> Running</span>' in body
 
 
 @pytest.mark.parametrize("status", ["completed", "failed", "canceled"])
@@ -68,7 +71,8 @@ def test_polling_stops_once_the_run_is_terminal(alice_client, alice, profile, st
     run = _run(profile, alice, coalesce_status=status)
     response = alice_client.get(reverse("runs:status", args=[run.pk]))
     assert response.status_code == 286  # htmx stops polling
-    assert status in response.content.decode()
+    word = {"completed": "Succeeded", "failed": "Failed", "canceled": "Cancelled"}[status]
+    assert f"</span> {word}</span>" in response.content.decode()
     assert "hx-trigger" not in response.content.decode()
 
 
@@ -274,3 +278,85 @@ def test_fetching_results_with_an_undecryptable_token_says_so(alice_client, alic
         response = alice_client.post(reverse("runs:refresh_results", args=[run.pk]),
                                      follow=True)
     assert "API token cannot be decrypted" in response.content.decode()
+
+
+def test_an_unchanged_run_answers_304_to_the_next_poll(alice_client, alice, profile):
+    run = _run(profile, alice)
+    url = reverse("runs:status", args=[run.pk])
+    first = alice_client.get(url)
+    etag = first["ETag"]
+
+    again = alice_client.get(url, headers={"If-None-Match": etag})
+    run.log("coalesce_running", "Coalesce reports running.")
+    changed = alice_client.get(url, headers={"If-None-Match": etag})
+
+    assert again.status_code == 304 and again.content == b""
+    assert changed.status_code == 200 and "Coalesce reports running." in changed.content.decode()
+
+
+def test_a_poll_tells_the_sweep_that_the_page_is_open(alice_client, alice, profile):
+    run = _run(profile, alice)
+    before = timezone.now()
+
+    alice_client.get(reverse("runs:status", args=[run.pk]))
+
+    run.refresh_from_db()
+    assert run.watched_until > before + timedelta(seconds=10)
+
+
+def test_a_finished_run_is_not_marked_watched(alice_client, alice, profile):
+    run = _run(profile, alice, coalesce_status="completed")
+    alice_client.get(reverse("runs:status", args=[run.pk]))
+    run.refresh_from_db()
+    assert run.watched_until is None
+
+
+@pytest.mark.parametrize("coalesce_status", ["running", "completed", "failed"])
+def test_every_run_page_offers_run_again_to_who_may_run_it(alice_client, alice, profile,
+                                                           coalesce_status):
+    run = _run(profile, alice, coalesce_status=coalesce_status)
+    page = alice_client.get(run.get_absolute_url()).content.decode()
+    assert f'href="/runs/new/?from_run={run.pk}">Run again</a>' in page
+
+
+def test_an_auditor_sees_no_run_again(client, carol, alice, profile):
+    run = _run(profile, alice, coalesce_status="failed")
+    client.force_login(carol)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert "Run again" not in page and "Failed" in page
+
+
+@pytest.mark.parametrize("who", ["alice", "carol", "admin_user"])
+def test_an_unchanged_poll_costs_one_query_after_the_login(client, who, alice, profile,
+                                                           django_assert_num_queries, request):
+    run = _run(profile, alice)
+    client.force_login(request.getfixturevalue(who))
+    url = reverse("runs:status", args=[run.pk])
+    etag = client.get(url)["ETag"]  # this poll also renewed "watched until"
+    # The session, its user, then the run's change marker with the visibility rule.
+    with django_assert_num_queries(3):
+        assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_a_poll_for_an_invisible_run_is_404_also_with_an_etag(client, bob, alice, profile):
+    run = _run(profile, alice)
+    client.force_login(alice)
+    etag = client.get(reverse("runs:status", args=[run.pk]))["ETag"]
+    client.force_login(bob)
+    response = client.get(reverse("runs:status", args=[run.pk]), headers={"If-None-Match": etag})
+    assert response.status_code == 404
+
+
+def test_the_poll_sees_exactly_the_runs_the_history_shows(client, alice, bob, carol,
+                                                          admin_user, profile, staging):
+    # staging: alice's group may not run it; bob's group gets view_run through a group.
+    auditors = Group.objects.create(name="auditors")
+    auditors.permissions.add(Permission.objects.get(codename="view_run"))
+    bob.groups.add(auditors)
+    dave = User.objects.create_user("dave", password="dave-password")
+    runs = [_run(profile, alice, counter=1), _run(staging, admin_user, counter=2)]
+    for user in (alice, bob, carol, admin_user, dave):
+        client.force_login(user)
+        polled = {run.pk for run in runs
+                  if client.get(reverse("runs:status", args=[run.pk])).status_code == 200}
+        assert polled == set(Run.objects.visible_to(user).values_list("pk", flat=True)), user

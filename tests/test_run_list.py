@@ -438,7 +438,9 @@ def test_it_never_counts_rows(alice_client, alice, profile):
 def test_its_query_count_does_not_grow_with_depth(alice_client, alice, profile,
                                                    django_assert_max_num_queries):
     runs = make_runs(profile, alice, minutes_before_t0(260))
-    first_page_queries = 7  # session, user, permissions, the page, the two filter choices
+    # session, user, permissions, the page, the two filter choices, and the navigation's
+    # "may this user start runs?"
+    first_page_queries = 8
     with django_assert_max_num_queries(first_page_queries):
         alice_client.get(URL)
     deep = Cursor(runs[209].created_at, runs[209].pk).encode()

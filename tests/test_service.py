@@ -258,8 +258,8 @@ def test_it_records_a_started_run(alice, alice_client, profile, coalesce):
     assert (run.error_kind, run.error_message, run.raw_response) == ("", "", "")
     assert list(run.events.values_list("kind", flat=True)) == ["submitting", "started"]
     page = run_page(alice_client, run)
-    # The outcome line itself: the page always says "Started by" whatever the outcome.
-    assert '<p class="status status-started">Started</p>' in page
+    # The outcome headline: accepted, and no status from Coalesce yet, reads Queued.
+    assert '<span class="outcome outcome-queued">' in page and "</span> Queued</span>" in page
     assert '<strong class="run-counter">1234</strong>' in page
     assert f'href="{BASE}/runs/1234"' in page
 
@@ -276,9 +276,9 @@ def test_it_records_a_rejection_with_coalesce_s_error(alice, alice_client, profi
     assert run.error_detail == "Deploy environment 42 first"
     assert run.raw_response == ""
     page = run_page(alice_client, run)
-    assert "Rejected by Coalesce" in page
-    assert "<strong>errorString:</strong> Environment is not deployed" in page
-    assert "<strong>errorDetail:</strong> Deploy environment 42 first" in page
+    assert "start: rejected by Coalesce" in page
+    assert "<strong>Coalesce's error:</strong> Environment is not deployed" in page
+    assert "<strong>Details:</strong> Deploy environment 42 first" in page
 
 
 def test_it_records_an_unaccepted_token(alice, alice_client, profile, coalesce):
@@ -301,7 +301,7 @@ def test_it_records_a_rate_limit(alice, alice_client, profile, coalesce):
     assert (run.status, run.http_status, run.error_kind, run.error_string) == (
         "rate_limited", 429, "rate_limited", "Too many requests")
     page = run_page(alice_client, run)
-    assert "Rate limited by Coalesce" in page
+    assert "start: rate limited" in page
     assert "Coalesce is limiting requests (HTTP 429)" in page
     assert "Try again in 7 s." in page
 
@@ -319,7 +319,7 @@ def test_it_records_a_500_html_answer_scrubbed(alice, alice_client, basic_profil
     assert "<h1>Internal Server Error</h1>" in run.raw_response
     assert "[redacted]" in run.raw_response
     page = run_page(alice_client, run)
-    assert "Could not reach Coalesce" in page
+    assert "start: unreachable" in page
     assert "Coalesce is unavailable (HTTP 500)" in page
     assert "&lt;h1&gt;Internal Server Error&lt;/h1&gt;" in page
     assert leaks({"run page": page, **stored_rows()},
@@ -335,7 +335,7 @@ def test_it_records_a_refused_connection_as_nothing_sent(alice, alice_client, pr
     assert (run.status, run.http_status, run.error_kind) == ("unreachable", None, "connect_failed")
     assert run.run_counter is None
     page = run_page(alice_client, run)
-    assert "Could not reach Coalesce" in page
+    assert "start: unreachable" in page
     assert "connection refused. Nothing was sent, so it is safe to try again." in page
 
 
@@ -428,7 +428,7 @@ def test_it_sends_nothing_when_credentials_cannot_be_decrypted(
     assert len(coalesce.calls) == 0
     assert (run.status, run.error_kind, run.http_status) == ("not_sent", "decryption", None)
     page = response.content.decode()
-    assert "Not sent" in page
+    assert "start: not sent" in page
     assert "API token cannot be decrypted with the configured keys, so nothing was sent" in page
 
 

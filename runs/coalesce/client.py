@@ -402,6 +402,18 @@ class CoalesceClient:
                     answer, "the response is not a Coalesce run list", starts_run=False
                 )
 
+    def get_environment(self, environment_id: str) -> dict[str, Any]:
+        """GET /api/v1/environments/{environmentID} (docs/coalesce-api.md §6.1): the
+        environment's description as Coalesce sends it (a JSON object).
+
+        Raises CoalesceError: REJECTED/404 for an unknown environment, UNAUTHORIZED for a
+        token that may not read it, BAD_RESPONSE when the answer is not a JSON object.
+        """
+        with secrets_in_use(self._token):
+            path = f"/api/v1/environments/{quote(str(environment_id), safe='')}"
+            answer = self._call("GET", path)
+            return self._json_object(answer, starts_run=False)
+
     # -- transport ------------------------------------------------------------------------
 
     @sensitive_variables()

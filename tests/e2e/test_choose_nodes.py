@@ -70,8 +70,8 @@ def test_pick_two_nodes_preview_them_and_check_the_run(new_page, log_in, alice, 
     expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
     run = Run.objects.get()
     assert len(run.preview.node_ids) == 7
-    expect(page.locator("#run-live .coalesce-status")).to_have_text(
-        "completed", timeout=FINISH_TIMEOUT_MS)
+    expect(page.locator("#run-live .outcome-line")).to_have_text(
+        "✓ Succeeded", timeout=FINISH_TIMEOUT_MS)
     page.reload()
     expect(page.get_by_text("Preview matched: 7 nodes")).to_be_visible()
     page.screenshot(path=SHOTS.format("run"), full_page=True)

@@ -32,4 +32,4 @@ def test_it_filters_the_history_and_opens_a_run(page: Page, log_in, alice, demo_
     rows.first.get_by_role("link").first.click()
     expect(page.get_by_role("heading", name=f"Run {broken.pk} on {broken_profile.name}")
            ).to_be_visible()
-    expect(page.get_by_text("Could not reach Coalesce")).to_be_visible()
+    expect(page.locator(".outcome-line")).to_have_text("! Couldn't start: unreachable")

@@ -62,7 +62,7 @@ def test_it_starts_a_run_on_the_simulator(page: Page, log_in, alice, demo_profil
     expect(page.locator(".run-counter")).to_have_text(str(counter))
     link = page.get_by_role("link", name=f"Open run {counter} in Coalesce")
     expect(link).to_have_attribute("href", f"{simulator.state.base_url}/runs/{counter}")
-    expect(page.locator(".outcome")).to_contain_text("Started")
+    expect(page.locator(".outcome-line")).to_have_text("… Queued")
     assert simulator.state.calls_snapshot() == {"POST /scheduler/startRun": 1}
     page.screenshot(path=SCREENSHOT, full_page=True)
 
@@ -76,10 +76,10 @@ def test_it_explains_a_coalesce_failure_in_plain_words(page: Page, log_in, alice
     page.get_by_role("button", name="Start run").click()
 
     expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
-    error = page.locator(".outcome").get_by_role("alert")
+    error = page.get_by_role("alert")
     expect(error).to_contain_text("Coalesce is unavailable (HTTP 500)")
     expect(error).to_contain_text("HTTP status 500")
-    expect(page.locator(".outcome")).to_contain_text("Could not reach Coalesce")
+    expect(page.locator(".outcome-line")).to_have_text("! Couldn't start: unreachable")
     expect(page.locator(".run-counter")).to_have_count(0)
     # Never a traceback or the proxy's HTML in the message itself.
     expect(error).not_to_contain_text("Traceback")
