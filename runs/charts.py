@@ -11,24 +11,37 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 
-from django.db.models import Count
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from runs.exports import UtcText
 from runs.forms import EARLIEST_DATE, day_range
-from runs.history import (
-    FAILED,
-    NEWEST_FIRST,
-    OK,
-    OTHER,
-    OUTCOME_LABELS,
-    RunHistory,
-    format_duration,
-    outcome,
-)
+from runs.history import NEWEST_FIRST, RunHistory, format_duration
+from runs.models import GOING, Outcome, outcome_of
+
+# What the bars stack, bottom first: each finished outcome, then the rest; runs still
+# going (queued or running) are their own part, never counted as finished.
+OK, FAILED, CANCELLED, NOT_STARTED, OTHER, GOING_KEY = (
+    "succeeded", "failed", "cancelled", "could_not_start", "other", "going")
+OUTCOME_LABELS = {
+    OK: str(Outcome.SUCCEEDED.label), FAILED: str(Outcome.FAILED.label),
+    CANCELLED: str(Outcome.CANCELLED.label), NOT_STARTED: str(Outcome.COULD_NOT_START.label),
+    OTHER: "Unknown or no longer followed", GOING_KEY: "Still going",
+}
+# The success rate's denominator: runs that reached a final outcome.
+FINISHED = (OK, FAILED, CANCELLED, NOT_STARTED)
+_BUCKET = {Outcome.SUCCEEDED: OK, Outcome.FAILED: FAILED, Outcome.CANCELLED: CANCELLED,
+           Outcome.COULD_NOT_START: NOT_STARTED, **dict.fromkeys(GOING, GOING_KEY)}
+
+
+def bucket(status: str, coalesce_status: str, unfollowed: bool) -> str:
+    """The chart part a run counts in (OUTCOME_LABELS), from its outcome."""
+    return _BUCKET.get(outcome_of(status, coalesce_status, True if unfollowed else None), OTHER)
+
 
 CHART_DEFAULT_DAYS = 30
 CHART_MAX_DAYS = 92
@@ -50,7 +63,10 @@ def charts_for(history: RunHistory) -> Charts:
     runs = history.filtered(dates=False).filter(day_range("created_at", start, end))
     counts = (
         runs.annotate(day=TruncDate("created_at"))
-        .values_list("profile", "profile__name", "day", "status", "coalesce_status")
+        .annotate(unfollowed=ExpressionWrapper(Q(stopped_following_at__isnull=False),
+                                               output_field=BooleanField()))
+        .values_list("profile", "profile__name", "day", "status", "coalesce_status",
+                     "unfollowed")
         .annotate(n=Count("pk"))
         .order_by()
     )
@@ -75,7 +91,7 @@ def _chart_range(data: dict) -> tuple[date, date, bool]:
 
 
 class OutcomeTotals:
-    """`ok`, `failed` and `other` for the templates, read from `totals` (runs by outcome)."""
+    """The counts by chart part for the templates, read from `totals`."""
 
     totals: dict[str, int]
 
@@ -84,16 +100,27 @@ class OutcomeTotals:
         return self.totals[OK]
 
     @property
-    def failed(self) -> int:
-        return self.totals[FAILED]
+    def going(self) -> int:
+        return self.totals[GOING_KEY]
 
     @property
-    def other(self) -> int:
-        return self.totals[OTHER]
+    def finished(self) -> int:
+        totals = self.totals
+        return sum(totals[o] for o in FINISHED)
+
+    @property
+    def counts_in_order(self) -> list[int]:
+        totals = self.totals
+        return [totals[o] for o in OUTCOME_LABELS]
+
+    @property
+    def success_rate(self) -> str:
+        """Succeeded runs as a share of the finished ones (runs still going left out)."""
+        return f"{self.ok / self.finished:.0%}" if self.finished else "—"
 
     @property
     def outcome_summary(self) -> str:
-        """For example "3 succeeded or started, 1 failed or rejected, 0 unknown or other"."""
+        """For example "3 succeeded, 1 failed, 0 cancelled, …, 2 still going"."""
         totals = self.totals
         return ", ".join(f"{totals[o]} {OUTCOME_LABELS[o].lower()}" for o in OUTCOME_LABELS)
 
@@ -146,11 +173,6 @@ class EnvironmentChart(OutcomeTotals):
         return sum(bar.total for bar in self.bars)
 
     @property
-    def success_rate(self) -> str:
-        """Runs that succeeded or started, as a share of every attempt."""
-        return f"{self.ok / self.total:.0%}" if self.total else "—"
-
-    @property
     def median_duration(self) -> str:
         if not self.durations:
             return "—"
@@ -161,9 +183,9 @@ class EnvironmentChart(OutcomeTotals):
         first, last = self.bars[0].day, self.bars[-1].day
         busiest = max(self.bars, key=lambda bar: bar.total)
         return (f"{self.total} runs on {self.name} from {first:%Y-%m-%d} to {last:%Y-%m-%d}: "
-                f"{self.outcome_summary}. Success rate {self.success_rate}; median duration "
-                f"of completed runs {self.median_duration}. Busiest day {busiest.day:%Y-%m-%d} "
-                f"with {busiest.total} runs.")
+                f"{self.outcome_summary}. Success rate {self.success_rate} of finished runs; "
+                f"median duration of succeeded runs {self.median_duration}. Busiest day "
+                f"{busiest.day:%Y-%m-%d} with {busiest.total} runs.")
 
     @property
     def axis(self) -> dict:
@@ -203,20 +225,42 @@ class Charts:
     environments: list[EnvironmentChart]
     outcomes: dict[str, str] = field(default_factory=lambda: dict(OUTCOME_LABELS))
 
+    @cached_property
+    def totals(self) -> dict[str, int]:
+        return {o: sum(chart.totals[o] for chart in self.environments) for o in OUTCOME_LABELS}
+
+    @property
+    def total(self) -> int:
+        return sum(self.totals.values())
+
+    @property
+    def headline(self) -> str:
+        """The one-line summary the history shows closed: "120 runs · 92% succeeded of
+        110 finished · 3 still going · median 4 min 12 s"."""
+        totals = self.totals
+        finished = sum(totals[o] for o in FINISHED)
+        rate = f"{totals[OK] / finished:.0%}" if finished else "—"
+        durations = [d for chart in self.environments for d in chart.durations]
+        median = (format_duration(timedelta(seconds=statistics.median(durations)))
+                  if durations else "—")
+        return (f"{self.total} run{'s' if self.total != 1 else ''} · {rate} succeeded of "
+                f"{finished} finished · {totals[GOING_KEY]} still going · "
+                f"median duration {median}")
+
 
 def build_charts(start: date, end: date, capped: bool, counts: Iterable[tuple],
                  durations: Iterable[tuple]) -> Charts:
-    """Charts from (profile pk, name, day, status, coalesce_status, n) groups and
+    """Charts from (profile pk, name, day, status, coalesce_status, unfollowed, n) groups and
     (profile pk, coalesce_started_at, coalesce_ended_at) rows, times as UtcText."""
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     charts: dict[int, EnvironmentChart] = {}
-    for pk, name, day, status, coalesce_status, n in counts:
+    for pk, name, day, status, coalesce_status, unfollowed, n in counts:
         if pk not in charts:
             bars = [DayBar(d, dict.fromkeys(OUTCOME_LABELS, 0)) for d in days]
             charts[pk] = EnvironmentChart(pk, name, bars, [])
         index = (day - start).days
         if 0 <= index < len(days):
-            charts[pk].bars[index].counts[outcome(status, coalesce_status)] += n
+            charts[pk].bars[index].counts[bucket(status, coalesce_status, unfollowed)] += n
     for pk, started, ended in durations:  # as UtcText
         seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
         if pk in charts and seconds >= 0:

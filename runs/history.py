@@ -30,37 +30,39 @@ from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
 from runs import time_format
-from runs.models import CoalesceStatus, Run
+from runs.models import COULD_NOT_START_REASONS, TERMINAL, CoalesceStatus, Outcome, Run, outcome_of
 
 if TYPE_CHECKING:
     from runs.forms import RunFilterForm
 
-STATUS_LABELS = dict(Run.Status.choices)
 
 PAGE_SIZE = 50
 
-# The run's status in Coalesce, as the sweep stores it (Run.coalesce_status).
-COALESCE_STATUSES = dict(CoalesceStatus.choices)
-
-# The three outcomes the charts stack, in stacking order (bottom first).
-OK, FAILED, OTHER = "ok", "failed", "other"
-OUTCOME_LABELS = {OK: "Succeeded or started", FAILED: "Failed or rejected",
-                  OTHER: "Unknown or other"}
-# "rate_limited" is a refusal too (a status the run service may record).
-_FAILED_TO_START = {"rejected", "unreachable", "not_sent", "rate_limited"}
+# Coalesce statuses that mean "not begun yet" (Outcome.QUEUED); any other status that
+# is not terminal means running (outcome_of).
+_WAITING = ("", CoalesceStatus.WAITING)
+_TERMINAL = sorted(s.value for s in TERMINAL)
 
 
-def outcome(status: str, coalesce_status: str) -> str:
-    """OK, FAILED or OTHER for a run: Coalesce's word once it has one, else the start."""
-    if coalesce_status == "failed":
-        return FAILED
-    if coalesce_status == "canceled":
-        return OTHER
-    if status == Run.Status.STARTED:
-        return OK  # started, and still running or completed
-    if status in _FAILED_TO_START:
-        return FAILED
-    return OTHER  # submitting (no answer recorded) or an unknown outcome
+def outcome_condition(outcome: str) -> Q:
+    """The runs whose outcome_of(...) is `outcome`, as a condition the database can index
+    (status and coalesce_status lead the history's status indexes)."""
+    started = Q(status=Run.Status.STARTED)
+    followed = Q(stopped_following_at__isnull=True)
+    going = started & ~Q(coalesce_status__in=_TERMINAL)
+    conditions = {
+        Outcome.SUCCEEDED: started & Q(coalesce_status=CoalesceStatus.COMPLETED),
+        Outcome.FAILED: started & Q(coalesce_status=CoalesceStatus.FAILED),
+        Outcome.CANCELLED: started & Q(coalesce_status=CoalesceStatus.CANCELED),
+        Outcome.COULD_NOT_START: Q(status__in=sorted(COULD_NOT_START_REASONS)),
+        Outcome.QUEUED: (Q(status=Run.Status.SUBMITTING) & followed)
+        | (started & followed & Q(coalesce_status__in=_WAITING)),
+        Outcome.RUNNING: going & followed & ~Q(coalesce_status__in=_WAITING),
+        Outcome.UNKNOWN: Q(status=Run.Status.UNKNOWN)
+        | Q(status=Run.Status.SUBMITTING, stopped_following_at__isnull=False),
+        Outcome.UNFOLLOWED: going & Q(stopped_following_at__isnull=False),
+    }
+    return conditions[Outcome(outcome)]
 
 
 def format_duration(value: timedelta | None) -> str:
@@ -128,7 +130,7 @@ ROW_FIELDS = (
     "pk", "created_at", f"created_by__{User.USERNAME_FIELD}", "profile__name", "job_id",
     "include_selector", "exclude_selector", "parallelism", "force", "run_counter",
     "run_link", "status", "coalesce_status", "coalesce_started_at", "coalesce_ended_at",
-    "error_message", "stopped_following_at",
+    "error_message", "stopped_following_at", "failure_summary",
 )
 NEWEST_FIRST = ("-created_at", "-pk")
 
@@ -154,6 +156,7 @@ class HistoryRow:
     coalesce_ended_at: datetime | None
     error_message: str
     stopped_following_at: datetime | None
+    failure_summary: str
 
     # Display values, computed here rather than with template filters: the table renders
     # 50 rows per page, and each filter call in a row costs more than the page's query.
@@ -172,7 +175,18 @@ class HistoryRow:
 
     @property
     def created_display(self) -> str:
-        return f"{self._created_local:%Y-%m-%d %H:%M}"
+        """"2026-11-30 14:05 UTC", as runs.time_format writes every time."""
+        local = self._created_local
+        return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+    @property
+    def created_ago(self) -> str:
+        return time_format.ago(self.created_at)
+
+    @property
+    def number(self) -> str:
+        """The run's one number: Coalesce's runCounter once it has one, else "#pk"."""
+        return str(self.run_counter) if self.run_counter is not None else f"#{self.pk}"
 
     @property
     def target(self) -> str:
@@ -194,15 +208,14 @@ class HistoryRow:
 
     @property
     def error_summary(self) -> str:
-        return _shorten(self.error_first_line, 120)
+        """Why it failed: the node failures once results are in, else the start error."""
+        return _shorten(self.failure_summary or self.error_first_line, 160)
 
     @property
-    def status_label(self) -> str:
-        return STATUS_LABELS.get(self.status, self.status)
-
-    @property
-    def coalesce_status_label(self) -> str:
-        return COALESCE_STATUSES.get(self.coalesce_status, self.coalesce_status)
+    def error_full(self) -> str:
+        """The whole summary, for a title when error_summary is cut ("" if not cut)."""
+        text = self.failure_summary or self.error_first_line
+        return text if len(text) > 160 else ""
 
     @property
     def is_moving(self) -> bool:
@@ -210,13 +223,19 @@ class HistoryRow:
         return Run.lifecycle_is_active(self.status, self.coalesce_status,
                                        self.stopped_following_at)
 
-    @property
-    def coalesce_css(self) -> str:
-        return self.coalesce_status.lower()
+    @cached_property
+    def outcome(self) -> Outcome:
+        return outcome_of(self.status, self.coalesce_status, self.stopped_following_at)
 
     @property
-    def outcome(self) -> str:
-        return outcome(self.status, self.coalesce_status)
+    def outcome_reason(self) -> str:
+        return COULD_NOT_START_REASONS.get(self.status, "")
+
+    @property
+    def outcome_words(self) -> str:
+        """"Failed", or "Couldn't start: rate limited": the badge's text, and the CSV's."""
+        reason = self.outcome_reason
+        return f"{self.outcome.label}: {reason}" if reason else str(self.outcome.label)
 
     @property
     def targets_everything(self) -> bool:
@@ -309,10 +328,8 @@ class RunHistory:
             runs = runs.filter(profile=data["environment"])
         if data["user"]:
             runs = runs.filter(created_by=data["user"])
-        if data["status"] in Run.Status.values:
-            runs = runs.filter(status=data["status"])
-        elif data["status"]:
-            runs = runs.filter(coalesce_status=data["status"])
+        if data["outcome"]:
+            runs = runs.filter(outcome_condition(data["outcome"]))
         if data["force"]:
             runs = runs.filter(force=True)
         if data["q"]:
@@ -331,7 +348,7 @@ class RunHistory:
         params = {
             "environment": data["environment"] or "",
             "user": data["user"] or "",
-            "status": data["status"],
+            "outcome": data["outcome"],
             "date_from": data["date_from"].isoformat() if data["date_from"] else "",
             "date_to": data["date_to"].isoformat() if data["date_to"] else "",
             "force": "1" if data["force"] else "",
@@ -388,8 +405,20 @@ def _key(row: HistoryRow, *, older: bool = True) -> Cursor:
 
 
 def _search(text: str) -> Q:
-    """Digits are a runCounter (exact, indexed); anything else searches the error text."""
-    if text.isascii() and text.isdigit():
-        return Q(run_counter=int(text))
-    return Q(error_message__icontains=text) | Q(error_string__icontains=text)
+    """What the history's search matches (see RunFilterForm.q's help text).
+
+    A number is a runCounter, or the dashboard's own number of a run Coalesce never
+    numbered; "#9" is always the dashboard's. Words are looked for in the node names and
+    errors and Coalesce's failure reason (search_text, kept in lower case), the selectors,
+    the job and the start error.
+    """
+    text = text.strip()
+    number = text.removeprefix("#")
+    if number.isascii() and number.isdigit() and int(number) <= _MAX_PK:
+        if text.startswith("#"):
+            return Q(pk=int(number))
+        return Q(run_counter=int(number)) | Q(pk=int(number), run_counter__isnull=True)
+    return (Q(search_text__contains=text.lower()) | Q(include_selector__icontains=text)
+            | Q(exclude_selector__icontains=text) | Q(job_id=text)
+            | Q(error_message__icontains=text) | Q(error_string__icontains=text))
 

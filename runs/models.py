@@ -366,6 +366,11 @@ class Run(models.Model):
     # Node results as parsed by runs.results (NodeResult.to_json()), fetched when it ends.
     results = models.JSONField(default=list, blank=True)
     results_fetched_at = models.DateTimeField(null=True, blank=True)
+    # Written with the results or the final status (runs.summaries), so the history reads
+    # them without parsing results: "2 of 5 nodes failed: …" and the search's text (node
+    # names and errors, Coalesce's failure reason), lower case.
+    failure_summary = models.TextField(blank=True)
+    search_text = models.TextField(blank=True)
 
     objects = RunQuerySet.as_manager()
 

@@ -91,8 +91,8 @@ def run_charts(request: HttpRequest):
     if not history.is_valid():
         return _invalid_filters(request, history, "runs/run_list.html#history-charts")
     context = {"history": history, "charts": charts_for(history)}
-    if request.htmx:
-        return render(request, "runs/run_list.html#history-charts", context)
+    if request.htmx:  # the closed box's one-line summary is swapped out of band
+        return render(request, "runs/run_list.html#history-charts", {**context, "oob": True})
     return render(request, "runs/run_list.html", {**context, "page": history.page()})
 
 

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from runs import history
+from runs import charts
 from runs.charts import build_charts
 from runs.models import Run
 from tests import factories
@@ -70,18 +70,19 @@ def table_rows(html: str, caption_start: str) -> list[list[str]]:
 def test_it_summarises_each_environment(alice_client, known):
     html = charts_html(alice_client)
     assert "Runs per day, 2024-05-01 to 2024-05-03" in html
-    # Runs, succeeded or started, failed or rejected, unknown or other, rate, median.
+    # Runs, succeeded, failed, cancelled, couldn't start, unknown, still going, rate over
+    # finished runs (2 of 4: the unknown one is not finished), median.
     assert table_rows(html, "<caption>Per environment") == [
-        ["Production", "5", "2", "2", "1", "40%", "2 min 00 s"]]
+        ["Production", "5", "2", "1", "0", "1", "1", "0", "50%", "2 min 00 s"]]
 
 
 def test_it_gives_each_chart_s_numbers_as_a_table(alice_client, known):
     html = charts_html(alice_client)
     assert "<summary>Runs per day on Production as a table</summary>" in html
     assert table_rows(html, "<summary>Runs per day on Production") == [
-        ["2024-05-01", "2", "1", "0", "3"],
-        ["2024-05-02", "0", "1", "1", "2"],
-        ["2024-05-03", "0", "0", "0", "0"],
+        ["2024-05-01", "2", "0", "0", "1", "0", "0", "3"],
+        ["2024-05-02", "0", "1", "0", "0", "1", "0", "2"],
+        ["2024-05-03", "0", "0", "0", "0", "0", "0", "0"],
     ]
 
 
@@ -91,14 +92,14 @@ def test_it_draws_stacked_bars_to_scale(alice_client, known):
     # 3 days over 588 units: slots of 196, bars 80% wide; the tallest day (3 runs) fills
     # the 134-unit plot, so 2 runs are 89.33 high.
     assert ('<rect class="chart-segment" x="63.6" y="54.67" width="156.8" height="89.33" '
-            'fill="url(#chart-fill-ok)"/>') in svg
+            'fill="url(#chart-fill-succeeded)"/>') in svg
     assert ('<rect class="chart-segment" x="63.6" y="10.0" width="156.8" height="44.67" '
-            'fill="url(#chart-fill-failed)"/>') in svg
+            'fill="url(#chart-fill-could_not_start)"/>') in svg
     assert 'x="259.6" y="99.33" width="156.8" height="44.67" fill="url(#chart-fill-failed)"' in svg
     assert 'x="259.6" y="54.67" width="156.8" height="44.67" fill="url(#chart-fill-other)"' in svg
     assert svg.count("<rect") == 4  # no rectangle for the empty day
-    assert "<title>2024-05-01: 3 runs (2 succeeded or started, 1 failed or rejected, 0 unknown" \
-        " or other)</title>" in svg
+    assert ("<title>2024-05-01: 3 runs (2 succeeded, 0 failed, 0 cancelled, 1 couldn&#x27;t "
+            "start, 0 unknown or no longer followed, 0 still going)</title>") in svg
     assert 'dominant-baseline="hanging">3</text>' in svg  # the y axis's maximum
 
 
@@ -110,17 +111,19 @@ def test_it_is_readable_without_colour(alice_client, known):
     for element_id in labelledby:
         assert f'id="{element_id}"' in svg
     assert "<title id=" in svg and "<desc id=" in svg
-    assert ("5 runs on Production from 2024-05-01 to 2024-05-03: 2 succeeded or started, "
-            "2 failed or rejected, 1 unknown or other. Success rate 40%; median duration of "
-            "completed runs 2 min 00 s.") in svg
+    assert ("5 runs on Production from 2024-05-01 to 2024-05-03: 2 succeeded, 1 failed, "
+            "0 cancelled, 1 couldn&#x27;t start, 1 unknown or no longer followed, 0 still going. "
+            "Success rate 50% of finished runs; median duration of succeeded runs 2 min 00 s."
+            ) in svg
     # Each outcome has its own pattern (not only a colour) and a text label in the legend.
     assert '<pattern id="chart-fill-failed"' in html and "rotate(45)" in html
-    assert "<circle" in re.search(r'<pattern id="chart-fill-other".*?</pattern>', html,
-                                  re.S).group(0)
+    patterns = re.findall(r'<pattern id="chart-fill-[^"]+".*?</pattern>', html, re.S)
+    assert len(patterns) == len(set(patterns)) == 6  # six different fills
     legend = re.search(r'<ul class="chart-legend".*?</ul>', html, re.S).group(0)
-    for label in ("Succeeded or started", "Failed or rejected", "Unknown or other"):
+    for label in ("Succeeded", "Failed", "Cancelled", "Couldn&#x27;t start",
+                  "Unknown or no longer followed", "Still going"):
         assert label in legend
-    assert legend.count('fill="url(#chart-fill-') == 3
+    assert legend.count('fill="url(#chart-fill-') == 6
     assert "2024-05-01" in html and "May 1" in svg and "May 3" in svg
 
 
@@ -130,15 +133,15 @@ def test_it_charts_only_what_the_analyst_may_see(alice_client, known):
 
 def test_it_charts_every_environment_for_a_superuser(admin_client, known):
     rows = table_rows(charts_html(admin_client), "<caption>Per environment")
-    assert rows == [["Production", "5", "2", "2", "1", "40%", "2 min 00 s"],
-                    ["Staging", "1", "1", "0", "0", "100%", "—"]]
+    # Staging's one run is still going: no success rate yet, rather than 100%.
+    assert rows == [["Production", "5", "2", "1", "0", "1", "1", "0", "50%", "2 min 00 s"],
+                    ["Staging", "1", "0", "0", "0", "0", "0", "1", "—", "—"]]
 
 
 def test_it_applies_the_other_filters(admin_client, known, profile):
-    html = charts_html(admin_client, {**RANGE, "status": "started"})
+    html = charts_html(admin_client, {**RANGE, "outcome": "succeeded"})
     assert table_rows(html, "<caption>Per environment") == [
-        ["Production", "3", "2", "1", "0", "67%", "2 min 00 s"],
-        ["Staging", "1", "1", "0", "0", "100%", "—"]]
+        ["Production", "2", "2", "0", "0", "0", "0", "0", "100%", "2 min 00 s"]]
     html = charts_html(admin_client, {**RANGE, "environment": profile.pk})
     assert "Staging" not in html
 
@@ -216,30 +219,33 @@ def test_it_rejects_post(alice_client):
     assert alice_client.post(URL).status_code == 405
 
 
-@pytest.mark.parametrize(("status", "coalesce_status", "expected"), [
-    ("started", "", history.OK),
-    ("started", "running", history.OK),
-    ("started", "completed", history.OK),
-    ("started", "failed", history.FAILED),
-    ("started", "canceled", history.OTHER),
-    ("rejected", "", history.FAILED),
-    ("unreachable", "", history.FAILED),
-    ("not_sent", "", history.FAILED),
-    ("unknown", "", history.OTHER),
-    ("submitting", "", history.OTHER),
+@pytest.mark.parametrize(("status", "coalesce_status", "unfollowed", "expected"), [
+    ("started", "", False, charts.GOING_KEY),  # queued: not a success yet
+    ("started", "running", False, charts.GOING_KEY),
+    ("submitting", "", False, charts.GOING_KEY),
+    ("started", "completed", False, charts.OK),
+    ("started", "failed", False, charts.FAILED),
+    ("started", "canceled", False, charts.CANCELLED),
+    ("rejected", "", False, charts.NOT_STARTED),
+    ("unreachable", "", False, charts.NOT_STARTED),
+    ("rate_limited", "", False, charts.NOT_STARTED),
+    ("not_sent", "", False, charts.NOT_STARTED),
+    ("unknown", "", False, charts.OTHER),
+    ("started", "running", True, charts.OTHER),  # no longer followed
+    ("started", "completed", True, charts.OK),
 ])
-def test_it_classifies_outcomes(status, coalesce_status, expected):
-    assert history.outcome(status, coalesce_status) == expected
+def test_it_counts_each_outcome_in_its_part(status, coalesce_status, unfollowed, expected):
+    assert charts.bucket(status, coalesce_status, unfollowed) == expected
 
 
 def test_it_renders_the_partial_from_plain_data():
     start = date(2024, 5, 1)
-    counts = [(1, "Prod", start, "started", "completed", 4),
-              (1, "Prod", date(2024, 5, 9), "started", "", 7)]  # outside: ignored
+    counts = [(1, "Prod", start, "started", "completed", False, 4),
+              (1, "Prod", date(2024, 5, 9), "started", "", False, 7)]  # outside: ignored
     durations = [(1, "2024-05-01T10:00:00", "2024-05-01T11:00:00"),
                  (1, "2024-05-01T10:00:00", "2024-05-01T09:00:00")]  # negative: ignored
     charts = build_charts(start, date(2024, 5, 2), False, counts, durations)
     html = render_to_string("runs/run_list.html#history-charts", {"charts": charts})
     assert table_rows(html, "<caption>Per environment") == [
-        ["Prod", "4", "4", "0", "0", "100%", "1 h 00 min"]]
-    assert 'height="134.0" fill="url(#chart-fill-ok)"' in html
+        ["Prod", "4", "4", "0", "0", "0", "0", "0", "100%", "1 h 00 min"]]
+    assert 'height="134.0" fill="url(#chart-fill-succeeded)"' in html
