@@ -521,7 +521,7 @@ class RunFilterForm(DateRangeForm):
     user = forms.TypedChoiceField(coerce=int, empty_value=None, required=False,
                                   label="Started by", widget=PlainSelect)
     outcome = forms.ChoiceField(choices=OUTCOME_CHOICES, required=False, widget=PlainSelect)
-    force = forms.BooleanField(required=False, label="Forced runs only")
+    force = forms.BooleanField(required=False, label="Forced only")
     q = forms.CharField(required=False, max_length=200, label="Search",
                         widget=forms.TextInput(attrs={"type": "search"}),
                         help_text="A run's number, a node, a selector or words of an error.")

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
 from runs import service
+from runs.audit_log import rows_for as audit_rows
 from runs.charts import charts_for
 from runs.exports import audit_csv_chunks, csv_chunks, csv_response, export_batches
 from runs.forms import AuditFilterForm, RerunForm, RunFilterForm, RunForm
@@ -315,8 +316,8 @@ def audit_log(request: HttpRequest):
     older = page[AUDIT_PAGE_SIZE - 1].seq if len(page) > AUDIT_PAGE_SIZE else None
     query = request.GET.copy()
     query.pop("before", None)
-    context = {"form": form, "entries": page[:AUDIT_PAGE_SIZE], "older": older,
-               "query": query.urlencode()}
+    context = {"form": form, "entries": audit_rows(page[:AUDIT_PAGE_SIZE], request.user),
+               "older": older, "query": query.urlencode()}
     return render(request, "runs/audit_log.html", context)
 
 
