@@ -7,21 +7,28 @@ ready-made attribute strings.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, Q
+from django.db.models import (
+    BooleanField,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+)
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from runs.exports import UtcText
 from runs.forms import EARLIEST_DATE, day_range
-from runs.history import NEWEST_FIRST, RunHistory, format_duration
-from runs.models import GOING, Outcome, outcome_of
+from runs.history import RunHistory, format_duration
+from runs.models import GOING, EnvironmentProfile, Outcome, RunCount, outcome_of
 
 # What the bars stack, bottom first: each finished outcome, then the rest; runs still
 # going (queued or running) are their own part, never counted as finished.
@@ -45,23 +52,27 @@ def bucket(status: str, coalesce_status: str, unfollowed: bool) -> str:
 
 CHART_DEFAULT_DAYS = 30
 CHART_MAX_DAYS = 92
-# The median duration is computed in Python over at most this many completed runs (the
-# newest ones of the range), which bounds the memory and time of a chart request.
-MAX_DURATIONS = 20_000
 
 # The plot's geometry in SVG user units (the SVG scales to its container).
 CHART_WIDTH, CHART_HEIGHT = 640, 170
 PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 44, 8, 10, 26
 
 
-def charts_for(history: RunHistory) -> Charts:
+def charts_for(history: RunHistory, profiles: QuerySet[EnvironmentProfile] | None = None
+               ) -> Charts:
     """Runs per day and outcome for each environment over the chart's date range.
 
-    `history` must be valid. Two grouped queries, whatever the number of runs.
+    `history` must be valid. With `profiles` (the environments the viewer may see) and no
+    filter but environment, dates and a finished outcome, the numbers come from the
+    counts the database keeps (runs.counts): one small query, whatever the number of runs.
+    Otherwise two grouped queries over the matching runs.
     """
     start, end, capped = _chart_range(history.form.cleaned_data)
+    data = history.form.cleaned_data
+    if profiles is not None and _counts_answer(data):
+        return _charts_from_counts(start, end, capped, profiles, data)
     runs = history.filtered(dates=False).filter(day_range("created_at", start, end))
-    counts = (
+    groups = (
         runs.annotate(day=TruncDate("created_at"))
         .annotate(unfollowed=ExpressionWrapper(Q(stopped_following_at__isnull=False),
                                                output_field=BooleanField()))
@@ -70,14 +81,67 @@ def charts_for(history: RunHistory) -> Charts:
         .annotate(n=Count("pk"))
         .order_by()
     )
+    counts = ((pk, name, day, bucket(status, coalesce_status, unfollowed), n)
+              for pk, name, day, status, coalesce_status, unfollowed, n in groups)
+    took = ExpressionWrapper(F("coalesce_ended_at") - F("coalesce_started_at"),
+                             output_field=DurationField())
     durations = (
-        runs.filter(coalesce_status="completed", coalesce_started_at__isnull=False,
-                    coalesce_ended_at__isnull=False)
-        .order_by(*NEWEST_FIRST)
-        .values_list("profile", UtcText("coalesce_started_at"), UtcText("coalesce_ended_at"))
-        [:MAX_DURATIONS]
+        runs.filter(status="started", coalesce_status="completed",
+                    coalesce_started_at__isnull=False,
+                    coalesce_ended_at__gte=F("coalesce_started_at"))
+        .values_list("profile").annotate(total=Sum(took), timed=Count("pk")).order_by()
     )
-    return build_charts(start, end, capped, counts, durations)
+    return build_charts(start, end, capped, counts,
+                        ((pk, total.total_seconds(), timed) for pk, total, timed in durations))
+
+
+def _counts_answer(data: dict) -> bool:
+    """Whether the kept counts can answer these filters: they know environments, hours
+    and chart parts, not people, forced runs, words, or queued from running."""
+    return (not data["user"] and not data["force"] and not data["q"]
+            and data["outcome"] in ("", *_BUCKET_OF_FILTER))
+
+
+# Outcome filters that are one chart part each.
+_BUCKET_OF_FILTER = {Outcome.SUCCEEDED: OK, Outcome.FAILED: FAILED,
+                     Outcome.CANCELLED: CANCELLED, Outcome.COULD_NOT_START: NOT_STARTED}
+
+
+def _charts_from_counts(start: date, end: date, capped: bool,
+                        profiles: QuerySet[EnvironmentProfile], data: dict) -> Charts:
+    first = _start_of(start) // 3600
+    last = _start_of(end + timedelta(days=1)) // 3600
+    counts = RunCount.objects.filter(hour__gte=first, hour__lt=last, n__gt=0,
+                                     profile__in=profiles)
+    if data["environment"]:
+        counts = counts.filter(profile=data["environment"])
+    if data["outcome"]:
+        counts = counts.filter(bucket=_BUCKET_OF_FILTER[Outcome(data["outcome"])])
+    rows = list(counts.values_list("profile", "profile__name", "hour", "bucket", "n",
+                                   "seconds", "timed"))
+    zone = timezone.get_current_timezone()
+    days: dict[int, date] = {}  # hour -> local day, computed once per hour
+
+    def day_of(hour: int) -> date:
+        if hour not in days:
+            days[hour] = datetime.fromtimestamp(hour * 3600, UTC).astimezone(zone).date()
+        return days[hour]
+
+    totals: dict[int, list[float]] = {}
+    for pk, _, _, part, _, seconds, timed in rows:
+        if part == OK:
+            total = totals.setdefault(pk, [0.0, 0])
+            total[0] += seconds
+            total[1] += timed
+    return build_charts(start, end, capped,
+                        ((pk, name, day_of(hour), part, n)
+                         for pk, name, hour, part, n, _, _ in rows),
+                        ((pk, seconds, timed) for pk, (seconds, timed) in totals.items()))
+
+
+def _start_of(day: date) -> int:
+    """The first second of `day` in the site's time zone, as a Unix time."""
+    return int(timezone.make_aware(datetime.combine(day, datetime.min.time())).timestamp())
 
 
 def _chart_range(data: dict) -> tuple[date, date, bool]:
@@ -161,7 +225,8 @@ class EnvironmentChart(OutcomeTotals):
     pk: int
     name: str
     bars: list[DayBar]
-    durations: list[float]
+    seconds: float = 0  # the total time of the succeeded runs whose times are known
+    timed: int = 0
     y_max: int = 0
 
     @property
@@ -173,10 +238,8 @@ class EnvironmentChart(OutcomeTotals):
         return sum(bar.total for bar in self.bars)
 
     @property
-    def median_duration(self) -> str:
-        if not self.durations:
-            return "—"
-        return format_duration(timedelta(seconds=statistics.median(self.durations)))
+    def average_duration(self) -> str:
+        return _average(self.seconds, self.timed)
 
     @property
     def description(self) -> str:
@@ -184,7 +247,7 @@ class EnvironmentChart(OutcomeTotals):
         busiest = max(self.bars, key=lambda bar: bar.total)
         return (f"{self.total} runs on {self.name} from {first:%Y-%m-%d} to {last:%Y-%m-%d}: "
                 f"{self.outcome_summary}. Success rate {self.success_rate} of finished runs; "
-                f"median duration of succeeded runs {self.median_duration}. Busiest day "
+                f"average duration of succeeded runs {self.average_duration}. Busiest day "
                 f"{busiest.day:%Y-%m-%d} with {busiest.total} runs.")
 
     @property
@@ -236,36 +299,39 @@ class Charts:
     @property
     def headline(self) -> str:
         """The one-line summary the history shows closed: "120 runs · 92% succeeded of
-        110 finished · 3 still going · median 4 min 12 s"."""
+        110 finished · 3 still going · average duration 4 min 12 s"."""
         totals = self.totals
         finished = sum(totals[o] for o in FINISHED)
         rate = f"{totals[OK] / finished:.0%}" if finished else "—"
-        durations = [d for chart in self.environments for d in chart.durations]
-        median = (format_duration(timedelta(seconds=statistics.median(durations)))
-                  if durations else "—")
+        average = _average(sum(chart.seconds for chart in self.environments),
+                           sum(chart.timed for chart in self.environments))
         return (f"{self.total} run{'s' if self.total != 1 else ''} · {rate} succeeded of "
                 f"{finished} finished · {totals[GOING_KEY]} still going · "
-                f"median duration {median}")
+                f"average duration {average}")
 
 
 def build_charts(start: date, end: date, capped: bool, counts: Iterable[tuple],
                  durations: Iterable[tuple]) -> Charts:
-    """Charts from (profile pk, name, day, status, coalesce_status, unfollowed, n) groups and
-    (profile pk, coalesce_started_at, coalesce_ended_at) rows, times as UtcText."""
+    """Charts from (profile pk, name, local day, chart part, n) counts and (profile pk,
+    total seconds, number of runs timed) for the succeeded runs."""
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     charts: dict[int, EnvironmentChart] = {}
-    for pk, name, day, status, coalesce_status, unfollowed, n in counts:
+    for pk, name, day, part, n in counts:
         if pk not in charts:
             bars = [DayBar(d, dict.fromkeys(OUTCOME_LABELS, 0)) for d in days]
-            charts[pk] = EnvironmentChart(pk, name, bars, [])
+            charts[pk] = EnvironmentChart(pk, name, bars)
         index = (day - start).days
         if 0 <= index < len(days):
-            charts[pk].bars[index].counts[bucket(status, coalesce_status, unfollowed)] += n
-    for pk, started, ended in durations:  # as UtcText
-        seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
-        if pk in charts and seconds >= 0:
-            charts[pk].durations.append(seconds)
+            charts[pk].bars[index].counts[part] += n
+    for pk, seconds, timed in durations:
+        if pk in charts:
+            charts[pk].seconds += seconds
+            charts[pk].timed += timed
     environments = sorted(charts.values(), key=lambda chart: chart.name.lower())
     for chart in environments:
         chart.layout()
     return Charts(start, end, capped, environments)
+
+
+def _average(seconds: float, timed: int) -> str:
+    return format_duration(timedelta(seconds=seconds / timed)) if timed else "—"

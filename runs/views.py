@@ -91,7 +91,8 @@ def run_charts(request: HttpRequest):
     history = _history(request)
     if not history.is_valid():
         return _invalid_filters(request, history, "runs/run_list.html#history-charts")
-    context = {"history": history, "charts": charts_for(history)}
+    profiles = EnvironmentProfile.objects.visible_to(request.user)
+    context = {"history": history, "charts": charts_for(history, profiles)}
     if request.htmx:  # the closed box's one-line summary is swapped out of band
         return render(request, "runs/run_list.html#history-charts", {**context, "oob": True})
     return render(request, "runs/run_list.html", {**context, "page": history.page()})

@@ -1,5 +1,5 @@
 """The history's charts (runs:charts): runs per day by outcome per environment as inline
-SVG, their numbers as tables, and the success rate and median duration.
+SVG, their numbers as tables, and the success rate and average duration.
 
 A small known data set on Production (alice's) and Staging (admin-only), 1-3 May 2024.
 """
@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from runs import charts
 from runs.charts import build_charts
-from runs.models import Run
+from runs.models import Run, RunCount
 from tests import factories
 from tests.factories import assert_redirects_to_login
 
@@ -47,7 +47,7 @@ def known(alice, admin_user, profile, staging) -> None:
     make_run(profile, alice, at(1, 11), **completed(at(1, 11), 180))
     make_run(profile, alice, at(1, 12), status=Run.Status.REJECTED)
     make_run(profile, alice, at(2, 9), coalesce_status="failed", coalesce_started_at=at(2, 9),
-             coalesce_ended_at=at(2, 9) + timedelta(seconds=30))  # not in the median
+             coalesce_ended_at=at(2, 9) + timedelta(seconds=30))  # not in the average
     make_run(profile, alice, at(2, 10), status=Run.Status.UNKNOWN)
     make_run(profile, alice, at(0, 23), **completed(at(0, 23), 999))  # before the range
     make_run(staging, admin_user, at(3, 8), coalesce_status="running")
@@ -71,7 +71,7 @@ def test_it_summarises_each_environment(alice_client, known):
     html = charts_html(alice_client)
     assert "Runs per day, 2024-05-01 to 2024-05-03" in html
     # Runs, succeeded, failed, cancelled, couldn't start, unknown, still going, rate over
-    # finished runs (2 of 4: the unknown one is not finished), median.
+    # finished runs (2 of 4: the unknown one is not finished), average duration.
     assert table_rows(html, "<caption>Per environment") == [
         ["Production", "5", "2", "1", "0", "1", "1", "0", "50%", "2 min 00 s"]]
 
@@ -113,7 +113,7 @@ def test_it_is_readable_without_colour(alice_client, known):
     assert "<title id=" in svg and "<desc id=" in svg
     assert ("5 runs on Production from 2024-05-01 to 2024-05-03: 2 succeeded, 1 failed, "
             "0 cancelled, 1 couldn&#x27;t start, 1 unknown or no longer followed, 0 still going. "
-            "Success rate 50% of finished runs; median duration of succeeded runs 2 min 00 s."
+            "Success rate 50% of finished runs; average duration of succeeded runs 2 min 00 s."
             ) in svg
     # Each outcome has its own pattern (not only a colour) and a text label in the legend.
     assert '<pattern id="chart-fill-failed"' in html and "rotate(45)" in html
@@ -146,12 +146,21 @@ def test_it_applies_the_other_filters(admin_client, known, profile):
     assert "Staging" not in html
 
 
-def test_it_aggregates_in_the_database(alice_client, known):
+def test_it_reads_the_kept_counts_not_the_runs(alice_client, known):
     with CaptureQueriesContext(connection) as queries:
         charts_html(alice_client)
-    grouped = [q["sql"] for q in queries if "GROUP BY" in q["sql"]]
-    assert len(grouped) == 1
-    assert "COUNT(" in grouped[0]
+    counted = [q["sql"] for q in queries if "runs_runcount" in q["sql"]]
+    assert len(counted) == 1
+    assert not any('FROM "runs_run"' in q["sql"] for q in queries)
+
+
+def test_it_counts_the_runs_in_the_database_for_other_filters(admin_client, admin_user,
+                                                              known):
+    with CaptureQueriesContext(connection) as queries:
+        charts_html(admin_client, {**RANGE, "user": admin_user.pk})
+    grouped = [q["sql"] for q in queries if "GROUP BY" in q["sql"] and "runs_run" in q["sql"]]
+    assert len(grouped) == 2  # runs per day and part, durations
+    assert all("COUNT(" in sql for sql in grouped)
 
 
 def test_it_defaults_to_the_last_30_days(alice_client, alice, profile):
@@ -240,12 +249,72 @@ def test_it_counts_each_outcome_in_its_part(status, coalesce_status, unfollowed,
 
 def test_it_renders_the_partial_from_plain_data():
     start = date(2024, 5, 1)
-    counts = [(1, "Prod", start, "started", "completed", False, 4),
-              (1, "Prod", date(2024, 5, 9), "started", "", False, 7)]  # outside: ignored
-    durations = [(1, "2024-05-01T10:00:00", "2024-05-01T11:00:00"),
-                 (1, "2024-05-01T10:00:00", "2024-05-01T09:00:00")]  # negative: ignored
-    charts = build_charts(start, date(2024, 5, 2), False, counts, durations)
-    html = render_to_string("runs/run_list.html#history-charts", {"charts": charts})
+    counts = [(1, "Prod", start, charts.OK, 4),
+              (1, "Prod", date(2024, 5, 9), charts.GOING_KEY, 7)]  # outside: ignored
+    durations = [(1, 4 * 3600.0, 4)]
+    result = build_charts(start, date(2024, 5, 2), False, counts, durations)
+    html = render_to_string("runs/run_list.html#history-charts", {"charts": result})
     assert table_rows(html, "<caption>Per environment") == [
         ["Prod", "4", "4", "0", "0", "0", "0", "0", "100%", "1 h 00 min"]]
     assert 'height="134.0" fill="url(#chart-fill-succeeded)"' in html
+
+
+# --- the kept counts (runs.counts) agree with the runs, whatever writes them ---
+
+
+def scanned(user_runs) -> dict:
+    """(profile, UTC hour, chart part) -> runs, counted from the runs themselves."""
+    totals: dict = {}
+    for run in user_runs:
+        key = (run.profile_id, int(run.created_at.timestamp()) // 3600,
+               charts.bucket(run.status, run.coalesce_status,
+                             run.stopped_following_at is not None))
+        totals[key] = totals.get(key, 0) + 1
+    return totals
+
+
+def kept() -> dict:
+    return {(c.profile_id, c.hour, c.bucket): c.n for c in RunCount.objects.filter(n__gt=0)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_counts_follow_every_kind_of_write(alice, profile, staging):
+    from tests.test_export import OUTCOME_CASES
+
+    runs = [make_run(profile, alice, at(1, 10), status=status, coalesce_status=cs,
+                     stopped_following_at=at(1, 11) if unfollowed else None)
+            for status, cs, unfollowed, _ in OUTCOME_CASES]
+    assert kept() == scanned(Run.objects.all())
+    # save(update_fields), bulk_update (the sweep), update() and a move to another hour,
+    # another environment and delete.
+    runs[0].status = "started"
+    runs[0].coalesce_status = "failed"
+    runs[0].save(update_fields=["status", "coalesce_status"])
+    for run in runs[7:10]:
+        run.coalesce_status = "completed"
+    Run.objects.bulk_update(runs[7:10], ["coalesce_status"])
+    Run.objects.filter(pk=runs[11].pk).update(stopped_following_at=at(2, 1))
+    Run.objects.filter(pk=runs[12].pk).update(created_at=at(3, 5), profile=staging)
+    Run.objects.filter(pk=runs[13].pk).delete()
+    assert kept() == scanned(Run.objects.all())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_charts_from_the_counts_match_the_charts_from_the_runs(admin_user, known):
+    admin = admin_user
+    from django.test import RequestFactory
+
+    from runs import views
+    from runs.models import EnvironmentProfile
+
+    for params in (RANGE, {**RANGE, "outcome": "succeeded"}, {"date_from": "2024-04-30"}):
+        request = RequestFactory().get(URL, params)
+        request.user = admin
+        history = views._history(request)
+        assert history.is_valid()
+        scan = charts.charts_for(history)
+        counted = charts.charts_for(history, EnvironmentProfile.objects.all())
+        assert [(c.name, [bar.counts for bar in c.bars], c.seconds, c.timed)
+                for c in counted.environments] == [
+            (c.name, [bar.counts for bar in c.bars], c.seconds, c.timed)
+            for c in scan.environments]
