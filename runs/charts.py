@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 
 from django.db.models import (
+    BigIntegerField,
     BooleanField,
     Count,
     DurationField,
@@ -109,34 +110,51 @@ _BUCKET_OF_FILTER = {Outcome.SUCCEEDED: OK, Outcome.FAILED: FAILED,
 
 def _charts_from_counts(start: date, end: date, capped: bool,
                         profiles: QuerySet[EnvironmentProfile], data: dict) -> Charts:
-    first = _start_of(start) // 3600
-    last = _start_of(end + timedelta(days=1)) // 3600
-    counts = RunCount.objects.filter(hour__gte=first, hour__lt=last, n__gt=0,
-                                     profile__in=profiles)
+    counts = RunCount.objects.filter(n__gt=0, profile__in=profiles)
     if data["environment"]:
         counts = counts.filter(profile=data["environment"])
     if data["outcome"]:
         counts = counts.filter(bucket=_BUCKET_OF_FILTER[Outcome(data["outcome"])])
-    rows = list(counts.values_list("profile", "profile__name", "hour", "bucket", "n",
-                                   "seconds", "timed"))
-    zone = timezone.get_current_timezone()
-    days: dict[int, date] = {}  # hour -> local day, computed once per hour
+    rows, seconds = [], {}
+    # Hours are added up into local days by the database, one query per stretch of days
+    # with one UTC offset (a daylight saving change starts a new stretch).
+    for first, last, offset in _stretches(start, end):
+        day = ExpressionWrapper((F("hour") * 3600 + offset) / 86400, output_field=BigIntegerField())
+        groups = (counts.filter(hour__gte=first, hour__lt=last).annotate(day=day)
+                  .values_list("profile", "profile__name", "day", "bucket")
+                  .annotate(total=Sum("n"), spent=Sum("seconds"), timed=Sum("timed"))
+                  .order_by())
+        for pk, name, day_number, part, n, spent, timed in groups:
+            rows.append((pk, name, _EPOCH + timedelta(days=day_number), part, n))
+            if part == OK:
+                total = seconds.setdefault(pk, [0.0, 0])
+                total[0] += spent
+                total[1] += timed
+    return build_charts(start, end, capped, rows,
+                        ((pk, spent, timed) for pk, (spent, timed) in seconds.items()))
 
-    def day_of(hour: int) -> date:
-        if hour not in days:
-            days[hour] = datetime.fromtimestamp(hour * 3600, UTC).astimezone(zone).date()
-        return days[hour]
 
-    totals: dict[int, list[float]] = {}
-    for pk, _, _, part, _, seconds, timed in rows:
-        if part == OK:
-            total = totals.setdefault(pk, [0.0, 0])
-            total[0] += seconds
-            total[1] += timed
-    return build_charts(start, end, capped,
-                        ((pk, name, day_of(hour), part, n)
-                         for pk, name, hour, part, n, _, _ in rows),
-                        ((pk, seconds, timed) for pk, (seconds, timed) in totals.items()))
+_EPOCH = date(1970, 1, 1)
+
+
+def _stretches(start: date, end: date) -> list[tuple[int, int, int]]:
+    """(first hour, end hour, UTC offset in seconds) for runs of days sharing an offset."""
+    stretches: list[tuple[int, int, int]] = []
+    day = start
+    while day <= end:
+        begin, offset = _start_of(day), _offset(day)
+        stop = day + timedelta(days=1)
+        while stop <= end and _offset(stop) == offset:
+            stop += timedelta(days=1)
+        stretches.append((begin // 3600, _start_of(stop) // 3600, offset))
+        day = stop
+    return stretches
+
+
+def _offset(day: date) -> int:
+    """The site time zone's UTC offset at noon on `day`, in seconds."""
+    noon = timezone.make_aware(datetime.combine(day, datetime.min.time()) + timedelta(hours=12))
+    return int(noon.utcoffset().total_seconds())
 
 
 def _start_of(day: date) -> int:

@@ -300,14 +300,26 @@ def test_the_counts_follow_every_kind_of_write(alice, profile, staging):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_charts_from_the_counts_match_the_charts_from_the_runs(admin_user, known):
+# (A zone with a half-hour offset, such as Asia/Kolkata, puts one half hour of each day on
+# the neighbouring day: the counts are kept per UTC hour; see runs.counts.)
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Europe/Berlin"])
+def test_the_charts_from_the_counts_match_the_charts_from_the_runs(admin_user, known, alice,
+                                                                    profile, settings, zone):
+    settings.TIME_ZONE = zone
     admin = admin_user
+    # Around local midnights (and New York's change to summer time on 10 March).
+    for day, hour in ((1, 3), (1, 4), (1, 5), (2, 18), (2, 19)):
+        make_run(profile, alice, at(day, hour) + timedelta(minutes=30), **completed(
+            at(day, hour), 42))
+    make_run(profile, alice, datetime(2024, 3, 10, 6, 30, tzinfo=UTC))
+    make_run(profile, alice, datetime(2024, 3, 10, 7, 30, tzinfo=UTC))
     from django.test import RequestFactory
 
     from runs import views
     from runs.models import EnvironmentProfile
 
-    for params in (RANGE, {**RANGE, "outcome": "succeeded"}, {"date_from": "2024-04-30"}):
+    for params in (RANGE, {**RANGE, "outcome": "succeeded"}, {"date_from": "2024-04-30"},
+                   {"date_from": "2024-03-08", "date_to": "2024-03-12"}):
         request = RequestFactory().get(URL, params)
         request.user = admin
         history = views._history(request)
