@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.urls import get_script_prefix, reverse
@@ -420,14 +421,22 @@ def _search(text: str) -> Q:
             return Q(pk=int(number))
         return Q(run_counter=int(number)) | Q(pk=int(number), run_counter__isnull=True)
     pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text.lower()) + "%"
-    return Q(RawSQL(f"{SEARCH_DOCUMENT} LIKE %s ESCAPE '\\'", (pattern,),
-                    output_field=BooleanField()))
+    exact = Q(RawSQL(f"{SEARCH_DOCUMENT} LIKE %s ESCAPE '\\'", (pattern,),
+                     output_field=BooleanField()))
+    if connection.vendor != "sqlite":
+        return exact
+    # SQLite: the trigram FTS5 table (migration 0009) finds the candidates from its index;
+    # it cannot use an ESCAPE clause, so "_" and "%" match widely there and the exact test
+    # on the candidates decides.
+    loose = "%" + text.lower() + "%"
+    return Q(pk__in=RawSQL("SELECT rowid FROM runs_run_search WHERE doc LIKE %s", (loose,))
+             ) & exact
 
 
 # What a word search reads, as one lower-case text. On PostgreSQL a trigram GIN index on
 # exactly this expression (migration 0009, run_search_trgm) answers LIKE '%words%' without
-# reading the table; SQLite reads every row (README, Performance). Every column is NOT
-# NULL, so the expression is never NULL and the index can hold it.
+# reading the table; on SQLite triggers copy it into a trigram FTS5 table, runs_run_search.
+# Every column is NOT NULL, so the expression is never NULL and the index can hold it.
 SEARCH_DOCUMENT = (
     'lower("runs_run"."search_text" || \' \' || "runs_run"."include_selector" || \' \' || '
     '"runs_run"."exclude_selector" || \' \' || "runs_run"."job_id" || \' \' || '

@@ -528,3 +528,16 @@ def test_a_search_that_matches_nothing_says_what_was_searched(alice_client, alic
     html = alice_client.get(URL, {"q": "NO_SUCH_NODE"}).content.decode()
     assert ("No runs match “NO_SUCH_NODE” in their number, node names, errors, failure "
             "reason or selectors.") in html
+
+
+def test_search_finds_text_written_after_the_run_was_created(alice_client, alice, profile):
+    run = make_run(profile, alice, run_counter=77)
+    Run.objects.filter(pk=run.pk).update(search_text="dim_late_node")
+    assert pks_on(alice_client.get(URL, {"q": "DIM_LATE"})) == [run.pk]
+    run.error_message = "Warehouse 100% busy"
+    Run.objects.bulk_update([run], ["error_message"])
+    assert pks_on(alice_client.get(URL, {"q": "100% busy"})) == [run.pk]
+    assert pks_on(alice_client.get(URL, {"q": "dim_late_node"})) == [run.pk]
+    # "_" and "%" are themselves, not wildcards.
+    assert pks_on(alice_client.get(URL, {"q": "100_ busy"})) == []
+    assert pks_on(alice_client.get(URL, {"q": "dim%node"})) == []

@@ -46,14 +46,38 @@ def drop_counts(apps, schema_editor):
         schema_editor.execute(statement, params=None)
 
 
+# On SQLite (3.34 or later): a trigram FTS5 table holding the same text, kept by triggers.
+_DOC = ("lower({r}.search_text || ' ' || {r}.include_selector || ' ' || {r}.exclude_selector"
+        " || ' ' || {r}.job_id || ' ' || {r}.error_message || ' ' || {r}.error_string)")
+SQLITE_SEARCH = [
+    "CREATE VIRTUAL TABLE runs_run_search USING fts5(doc, tokenize='trigram');",
+    "CREATE TRIGGER runs_run_search_insert AFTER INSERT ON runs_run BEGIN "
+    f"INSERT INTO runs_run_search (rowid, doc) VALUES (NEW.id, {_DOC.format(r='NEW')}); END;",
+    "CREATE TRIGGER runs_run_search_update AFTER UPDATE OF search_text, include_selector, "
+    "exclude_selector, job_id, error_message, error_string ON runs_run BEGIN "
+    f"UPDATE runs_run_search SET doc = {_DOC.format(r='NEW')} WHERE rowid = NEW.id; END;",
+    "CREATE TRIGGER runs_run_search_delete AFTER DELETE ON runs_run BEGIN "
+    "DELETE FROM runs_run_search WHERE rowid = OLD.id; END;",
+    "INSERT INTO runs_run_search (rowid, doc) SELECT id, "
+    f"{_DOC.format(r='runs_run')} FROM runs_run;",
+]
+
+
 def create_search_index(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(SEARCH_INDEX)
+    elif schema_editor.connection.vendor == "sqlite":
+        for statement in SQLITE_SEARCH:
+            schema_editor.execute(statement, params=None)
 
 
 def drop_search_index(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("DROP INDEX IF EXISTS run_search_trgm;")
+    elif schema_editor.connection.vendor == "sqlite":
+        for name in ("insert", "update", "delete"):
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS runs_run_search_{name};")
+        schema_editor.execute("DROP TABLE IF EXISTS runs_run_search;")
 
 
 class Migration(migrations.Migration):
