@@ -541,3 +541,15 @@ def test_search_finds_text_written_after_the_run_was_created(alice_client, alice
     # "_" and "%" are themselves, not wildcards.
     assert pks_on(alice_client.get(URL, {"q": "100_ busy"})) == []
     assert pks_on(alice_client.get(URL, {"q": "dim%node"})) == []
+
+
+def test_a_word_in_many_runs_is_found_by_reading_the_newest(alice_client, alice, profile,
+                                                            monkeypatch):
+    from runs import history
+
+    runs = [make_run(profile, alice, error_message=f"node FCT_{i} failed") for i in range(4)]
+    expected = [run.pk for run in reversed(runs)]
+    assert pks_on(alice_client.get(URL, {"q": "fct_"})) == expected
+    monkeypatch.setattr(history, "FTS_MAX_CANDIDATES", 2)  # SQLite: past the FTS5 path
+    assert pks_on(alice_client.get(URL, {"q": "fct_"})) == expected
+    assert pks_on(alice_client.get(URL, {"q": "fct_9"})) == []
