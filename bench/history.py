@@ -5,13 +5,14 @@
 Creates the schema (migrate), seeds --rows runs over two years across 20 environments and
 200 users with bulk inserts (executemany on SQLite, COPY on PostgreSQL), then measures on
 that same data, with Django's test Client, the server time (median and 95th percentile of
---repeat requests) of: the first history page, a filtered page (environment + status), a
+--repeat requests) of: the first history page, a filtered page (environment + outcome), a
 page 10,000 runs deep (through its cursor), the run page and the admin change list for
 Run, as a superuser; for information also an analyst's first page, the htmx rows
 fragment, searches and the charts fragment; and the CSV export of every run (rows/s and
 peak memory). It prints a table against the targets:
 
-    history pages <= 25 ms median, >= 5x faster than the admin change list,
+    history pages (searches included) <= 25 ms median and <= 40 ms p95, >= 5x faster than
+    the admin change list; charts <= 50 ms;
     export > 50,000 rows/s with peak memory < 150 MB.
 
 Database: DATABASE_URL if set (PostgreSQL: use a database of its own; its name must contain
@@ -45,6 +46,9 @@ N_GROUPS = 10  # each group may run 2 environments and has 20 users
 SPAN = timedelta(days=730)
 SEED_CHUNK = 20_000
 TARGET_PAGE_MS = 25.0
+TARGET_PAGE_P95_MS = 40.0
+TARGET_CHARTS_MS = 50.0
+NODES = ["FCT_ORDERS", "FCT_REVENUE", "DIM_CUSTOMER", "STG_ORDERS", "STG_PAYMENTS"]
 TARGET_ADMIN_RATIO = 5.0
 TARGET_EXPORT_ROWS_S = 50_000
 TARGET_EXPORT_MB = 150.0
@@ -198,8 +202,14 @@ def _row_factory(rng: random.Random, profiles, users, rows: int):
                 coalesce_status = "completed"
                 c_end = c_start + timedelta(seconds=rng.randint(60, 3600))
             elif outcome < 0.97:
-                coalesce_status, error = "failed", rng.choice(errors)
+                coalesce_status = "failed"
                 c_end = c_start + timedelta(seconds=rng.randint(5, 900))
+                # As the sweep stores it (runs.summaries): which nodes failed and why.
+                node = rng.choice(NODES)
+                values["failure_summary"] = (f"1 of 5 nodes failed: {node}. SQL compilation "
+                                             "error: invalid identifier 'AMOUNT'")
+                values["search_text"] = (f"{node}\nsql compilation error: invalid "
+                                         "identifier 'amount'").lower()
             else:
                 coalesce_status = "canceled"
                 c_end = c_start + timedelta(seconds=rng.randint(5, 300))
@@ -284,18 +294,20 @@ def measure(repeat: int, do_export: bool) -> None:
         "run_counter", flat=True)[5_000]
     cases = [
         ("history: first page", client, history, "page", None, ""),
-        ("history: environment + status", client,
-         f"{history}?environment={profile.pk}&status=rejected", "page", None, ""),
+        ("history: environment + outcome", client,
+         f"{history}?environment={profile.pk}&outcome=could_not_start", "page", None, ""),
+        ("history: outcome failed", client, f"{history}?outcome=failed", "page", None, ""),
         ("history: 10,000 runs deep", client,
          f"{history}?cursor={Cursor(deep_at, deep_pk).encode()}", "page", None, deep_first),
         ("history: first page (analyst)", analyst_client, history, "page", None, ""),
         ("history: rows fragment (htmx)", client, history, "page", {"HX-Request": "true"}, ""),
         ("history: runCounter search", client, f"{history}?q={counter}", "page", None, ""),
-        ("history: error text search", client, f"{history}?q=invalid+identifier", "info", None,
+        ("history: node name search", client, f"{history}?q=fct_revenue", "page", None, ""),
+        ("history: error text search", client, f"{history}?q=invalid+identifier", "page", None,
          ""),
-        ("history: error text, no match", client, f"{history}?q=no+such+words", "info", None,
+        ("history: search, no match", client, f"{history}?q=no+such+words", "page", None,
          "No runs match"),
-        ("history: charts, last 30 days", client, reverse("runs:charts"), "info",
+        ("history: charts, last 30 days", client, reverse("runs:charts"), "charts",
          {"HX-Request": "true"}, "run-chart-svg"),
         ("run page", client, reverse("runs:detail", args=[newest_pk]), "info", None, ""),
         ("admin change list for Run", client, reverse("admin:runs_run_changelist"), "admin",
@@ -305,14 +317,19 @@ def measure(repeat: int, do_export: bool) -> None:
     print(f"\n{'page':36} {'median ms':>10} {'p95 ms':>9}  target")
     for name, who, url, kind, headers, expect in cases:
         times = time_get(who, url, repeat, headers=headers, expect=expect)
-        median = statistics.median(times)
+        median, slow = statistics.median(times), p95(times)
         results[name] = median
         target = ""
         if kind == "page":
-            target = f"<= {TARGET_PAGE_MS:.0f} ms  {'ok' if median <= TARGET_PAGE_MS else 'MISSED'}"
-        print(f"{name:36} {median:10.1f} {p95(times):9.1f}  {target}")
+            met = median <= TARGET_PAGE_MS and slow <= TARGET_PAGE_P95_MS
+            target = (f"<= {TARGET_PAGE_MS:.0f} ms, p95 <= {TARGET_PAGE_P95_MS:.0f} ms  "
+                      f"{'ok' if met else 'MISSED'}")
+        elif kind == "charts":
+            met = median <= TARGET_CHARTS_MS
+            target = f"<= {TARGET_CHARTS_MS:.0f} ms  {'ok' if met else 'MISSED'}"
+        print(f"{name:36} {median:10.1f} {slow:9.1f}  {target}")
     admin_ms = results["admin change list for Run"]
-    for name in ("history: first page", "history: environment + status",
+    for name in ("history: first page", "history: environment + outcome",
                  "history: 10,000 runs deep"):
         ratio = admin_ms / results[name]
         verdict = "ok" if ratio >= TARGET_ADMIN_RATIO else "MISSED"
@@ -348,7 +365,9 @@ def explain() -> None:
         "created_at", "pk")[9_999]
     cases = {
         "first page": (admin, {}),
-        "environment + status": (admin, {"environment": profile.pk, "status": "rejected"}),
+        "environment + outcome": (admin, {"environment": profile.pk,
+                                          "outcome": "could_not_start"}),
+        "search, no match": (admin, {"q": "no such words"}),
         "10,000 deep": (admin, {"cursor": Cursor(deep_at, deep_pk).encode()}),
         "analyst first page": (analyst, {}),
     }

@@ -7,61 +7,160 @@ ready-made attribute strings.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 
-from django.db.models import Count
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+)
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from runs.exports import UtcText
 from runs.forms import EARLIEST_DATE, day_range
-from runs.history import (
-    FAILED,
-    NEWEST_FIRST,
-    OK,
-    OTHER,
-    OUTCOME_LABELS,
-    RunHistory,
-    format_duration,
-    outcome,
-)
+from runs.history import RunHistory, format_duration
+from runs.models import GOING, EnvironmentProfile, Outcome, RunCount, outcome_of
+
+# What the bars stack, bottom first: each finished outcome, then the rest; runs still
+# going (queued or running) are their own part, never counted as finished.
+OK, FAILED, CANCELLED, NOT_STARTED, OTHER, GOING_KEY = (
+    "succeeded", "failed", "cancelled", "could_not_start", "other", "going")
+OUTCOME_LABELS = {
+    OK: str(Outcome.SUCCEEDED.label), FAILED: str(Outcome.FAILED.label),
+    CANCELLED: str(Outcome.CANCELLED.label), NOT_STARTED: str(Outcome.COULD_NOT_START.label),
+    OTHER: "Unknown or no longer followed", GOING_KEY: "Still going",
+}
+# The success rate's denominator: runs that reached a final outcome.
+FINISHED = (OK, FAILED, CANCELLED, NOT_STARTED)
+_BUCKET = {Outcome.SUCCEEDED: OK, Outcome.FAILED: FAILED, Outcome.CANCELLED: CANCELLED,
+           Outcome.COULD_NOT_START: NOT_STARTED, **dict.fromkeys(GOING, GOING_KEY)}
+
+
+def bucket(status: str, coalesce_status: str, unfollowed: bool) -> str:
+    """The chart part a run counts in (OUTCOME_LABELS), from its outcome."""
+    return _BUCKET.get(outcome_of(status, coalesce_status, True if unfollowed else None), OTHER)
+
 
 CHART_DEFAULT_DAYS = 30
 CHART_MAX_DAYS = 92
-# The median duration is computed in Python over at most this many completed runs (the
-# newest ones of the range), which bounds the memory and time of a chart request.
-MAX_DURATIONS = 20_000
 
 # The plot's geometry in SVG user units (the SVG scales to its container).
 CHART_WIDTH, CHART_HEIGHT = 640, 170
 PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 44, 8, 10, 26
 
 
-def charts_for(history: RunHistory) -> Charts:
+def charts_for(history: RunHistory, profiles: QuerySet[EnvironmentProfile] | None = None
+               ) -> Charts:
     """Runs per day and outcome for each environment over the chart's date range.
 
-    `history` must be valid. Two grouped queries, whatever the number of runs.
+    `history` must be valid. With `profiles` (the environments the viewer may see) and no
+    filter but environment, dates and a finished outcome, the numbers come from the
+    counts the database keeps (runs.counts): one small query, whatever the number of runs.
+    Otherwise two grouped queries over the matching runs.
     """
     start, end, capped = _chart_range(history.form.cleaned_data)
+    data = history.form.cleaned_data
+    if profiles is not None and _counts_answer(data):
+        return _charts_from_counts(start, end, capped, profiles, data)
     runs = history.filtered(dates=False).filter(day_range("created_at", start, end))
-    counts = (
+    groups = (
         runs.annotate(day=TruncDate("created_at"))
-        .values_list("profile", "profile__name", "day", "status", "coalesce_status")
+        .annotate(unfollowed=ExpressionWrapper(Q(stopped_following_at__isnull=False),
+                                               output_field=BooleanField()))
+        .values_list("profile", "profile__name", "day", "status", "coalesce_status",
+                     "unfollowed")
         .annotate(n=Count("pk"))
         .order_by()
     )
+    counts = ((pk, name, day, bucket(status, coalesce_status, unfollowed), n)
+              for pk, name, day, status, coalesce_status, unfollowed, n in groups)
+    took = ExpressionWrapper(F("coalesce_ended_at") - F("coalesce_started_at"),
+                             output_field=DurationField())
     durations = (
-        runs.filter(coalesce_status="completed", coalesce_started_at__isnull=False,
-                    coalesce_ended_at__isnull=False)
-        .order_by(*NEWEST_FIRST)
-        .values_list("profile", UtcText("coalesce_started_at"), UtcText("coalesce_ended_at"))
-        [:MAX_DURATIONS]
+        runs.filter(status="started", coalesce_status="completed",
+                    coalesce_started_at__isnull=False,
+                    coalesce_ended_at__gte=F("coalesce_started_at"))
+        .values_list("profile").annotate(total=Sum(took), timed=Count("pk")).order_by()
     )
-    return build_charts(start, end, capped, counts, durations)
+    return build_charts(start, end, capped, counts,
+                        ((pk, total.total_seconds(), timed) for pk, total, timed in durations))
+
+
+def _counts_answer(data: dict) -> bool:
+    """Whether the kept counts can answer these filters: they know environments, hours
+    and chart parts, not people, forced runs, words, or queued from running."""
+    return (not data["user"] and not data["force"] and not data["q"]
+            and data["outcome"] in ("", *_BUCKET_OF_FILTER))
+
+
+# Outcome filters that are one chart part each.
+_BUCKET_OF_FILTER = {Outcome.SUCCEEDED: OK, Outcome.FAILED: FAILED,
+                     Outcome.CANCELLED: CANCELLED, Outcome.COULD_NOT_START: NOT_STARTED}
+
+
+def _charts_from_counts(start: date, end: date, capped: bool,
+                        profiles: QuerySet[EnvironmentProfile], data: dict) -> Charts:
+    counts = RunCount.objects.filter(n__gt=0, profile__in=profiles)
+    if data["environment"]:
+        counts = counts.filter(profile=data["environment"])
+    if data["outcome"]:
+        counts = counts.filter(bucket=_BUCKET_OF_FILTER[Outcome(data["outcome"])])
+    rows, seconds = [], {}
+    # Hours are added up into local days by the database, one query per stretch of days
+    # with one UTC offset (a daylight saving change starts a new stretch).
+    for first, last, offset in _stretches(start, end):
+        day = ExpressionWrapper((F("hour") * 3600 + offset) / 86400, output_field=BigIntegerField())
+        groups = (counts.filter(hour__gte=first, hour__lt=last).annotate(day=day)
+                  .values_list("profile", "profile__name", "day", "bucket")
+                  .annotate(total=Sum("n"), spent=Sum("seconds"), timed=Sum("timed"))
+                  .order_by())
+        for pk, name, day_number, part, n, spent, timed in groups:
+            rows.append((pk, name, _EPOCH + timedelta(days=day_number), part, n))
+            if part == OK:
+                total = seconds.setdefault(pk, [0.0, 0])
+                total[0] += spent
+                total[1] += timed
+    return build_charts(start, end, capped, rows,
+                        ((pk, spent, timed) for pk, (spent, timed) in seconds.items()))
+
+
+_EPOCH = date(1970, 1, 1)
+
+
+def _stretches(start: date, end: date) -> list[tuple[int, int, int]]:
+    """(first hour, end hour, UTC offset in seconds) for runs of days sharing an offset."""
+    stretches: list[tuple[int, int, int]] = []
+    day = start
+    while day <= end:
+        begin, offset = _start_of(day), _offset(day)
+        stop = day + timedelta(days=1)
+        while stop <= end and _offset(stop) == offset:
+            stop += timedelta(days=1)
+        stretches.append((begin // 3600, _start_of(stop) // 3600, offset))
+        day = stop
+    return stretches
+
+
+def _offset(day: date) -> int:
+    """The site time zone's UTC offset at noon on `day`, in seconds."""
+    noon = timezone.make_aware(datetime.combine(day, datetime.min.time()) + timedelta(hours=12))
+    return int(noon.utcoffset().total_seconds())
+
+
+def _start_of(day: date) -> int:
+    """The first second of `day` in the site's time zone, as a Unix time."""
+    return int(timezone.make_aware(datetime.combine(day, datetime.min.time())).timestamp())
 
 
 def _chart_range(data: dict) -> tuple[date, date, bool]:
@@ -75,7 +174,7 @@ def _chart_range(data: dict) -> tuple[date, date, bool]:
 
 
 class OutcomeTotals:
-    """`ok`, `failed` and `other` for the templates, read from `totals` (runs by outcome)."""
+    """The counts by chart part for the templates, read from `totals`."""
 
     totals: dict[str, int]
 
@@ -84,16 +183,33 @@ class OutcomeTotals:
         return self.totals[OK]
 
     @property
-    def failed(self) -> int:
-        return self.totals[FAILED]
+    def going(self) -> int:
+        return self.totals[GOING_KEY]
 
     @property
-    def other(self) -> int:
-        return self.totals[OTHER]
+    def finished(self) -> int:
+        totals = self.totals
+        return sum(totals[o] for o in FINISHED)
+
+    @property
+    def counts_in_order(self) -> list[int]:
+        totals = self.totals
+        return [totals[o] for o in OUTCOME_LABELS]
+
+    @property
+    def cells_html(self) -> str:
+        """The counts as table cells, built here: a month of 20 environments is thousands
+        of cells, and one template variable each took most of the charts' time."""
+        return mark_safe("".join(f"<td>{n}</td>" for n in self.counts_in_order))
+
+    @property
+    def success_rate(self) -> str:
+        """Succeeded runs as a share of the finished ones (runs still going left out)."""
+        return f"{self.ok / self.finished:.0%}" if self.finished else "—"
 
     @property
     def outcome_summary(self) -> str:
-        """For example "3 succeeded or started, 1 failed or rejected, 0 unknown or other"."""
+        """For example "3 succeeded, 1 failed, 0 cancelled, …, 2 still going"."""
         totals = self.totals
         return ", ".join(f"{totals[o]} {OUTCOME_LABELS[o].lower()}" for o in OUTCOME_LABELS)
 
@@ -134,36 +250,50 @@ class EnvironmentChart(OutcomeTotals):
     pk: int
     name: str
     bars: list[DayBar]
-    durations: list[float]
+    seconds: float = 0  # the total time of the succeeded runs whose times are known
+    timed: int = 0
     y_max: int = 0
 
-    @property
+    @cached_property
     def totals(self) -> dict[str, int]:
         return {o: sum(bar.counts[o] for bar in self.bars) for o in OUTCOME_LABELS}
+
+    # The bars and the per-day table as markup built here, not in the template: a month of
+    # 20 environments is 600 bars and 600 table rows, and a template variable for each
+    # part of each was most of the charts' time. Every value is a number or escaped.
+
+    @property
+    def bars_svg(self) -> str:
+        groups = []
+        for bar in self.bars:
+            if bar.segments:
+                rects = "".join(f'<rect class="chart-segment" {s.geometry} '
+                                f'fill="url(#chart-fill-{s.outcome})"/>' for s in bar.segments)
+                groups.append(f"<g><title>{escape(bar.label)}</title>{rects}</g>")
+        return mark_safe("\n".join(groups))
+
+    @property
+    def day_rows_html(self) -> str:
+        return mark_safe("\n".join(
+            f'<tr><th scope="row">{bar.day_iso}</th>{bar.cells_html}<td>{bar.total}</td></tr>'
+            for bar in self.bars))
 
     @property
     def total(self) -> int:
         return sum(bar.total for bar in self.bars)
 
     @property
-    def success_rate(self) -> str:
-        """Runs that succeeded or started, as a share of every attempt."""
-        return f"{self.ok / self.total:.0%}" if self.total else "—"
-
-    @property
-    def median_duration(self) -> str:
-        if not self.durations:
-            return "—"
-        return format_duration(timedelta(seconds=statistics.median(self.durations)))
+    def average_duration(self) -> str:
+        return _average(self.seconds, self.timed)
 
     @property
     def description(self) -> str:
         first, last = self.bars[0].day, self.bars[-1].day
         busiest = max(self.bars, key=lambda bar: bar.total)
         return (f"{self.total} runs on {self.name} from {first:%Y-%m-%d} to {last:%Y-%m-%d}: "
-                f"{self.outcome_summary}. Success rate {self.success_rate}; median duration "
-                f"of completed runs {self.median_duration}. Busiest day {busiest.day:%Y-%m-%d} "
-                f"with {busiest.total} runs.")
+                f"{self.outcome_summary}. Success rate {self.success_rate} of finished runs; "
+                f"average duration of succeeded runs {self.average_duration}. Busiest day "
+                f"{busiest.day:%Y-%m-%d} with {busiest.total} runs.")
 
     @property
     def axis(self) -> dict:
@@ -203,25 +333,50 @@ class Charts:
     environments: list[EnvironmentChart]
     outcomes: dict[str, str] = field(default_factory=lambda: dict(OUTCOME_LABELS))
 
+    @cached_property
+    def totals(self) -> dict[str, int]:
+        return {o: sum(chart.totals[o] for chart in self.environments) for o in OUTCOME_LABELS}
+
+    @property
+    def total(self) -> int:
+        return sum(self.totals.values())
+
+    @property
+    def headline(self) -> str:
+        """The one-line summary the history shows closed: "120 runs · 92% succeeded of
+        110 finished · 3 still going · average duration 4 min 12 s"."""
+        totals = self.totals
+        finished = sum(totals[o] for o in FINISHED)
+        rate = f"{totals[OK] / finished:.0%}" if finished else "—"
+        average = _average(sum(chart.seconds for chart in self.environments),
+                           sum(chart.timed for chart in self.environments))
+        return (f"{self.total} run{'s' if self.total != 1 else ''} · {rate} succeeded of "
+                f"{finished} finished · {totals[GOING_KEY]} still going · "
+                f"average duration {average}")
+
 
 def build_charts(start: date, end: date, capped: bool, counts: Iterable[tuple],
                  durations: Iterable[tuple]) -> Charts:
-    """Charts from (profile pk, name, day, status, coalesce_status, n) groups and
-    (profile pk, coalesce_started_at, coalesce_ended_at) rows, times as UtcText."""
+    """Charts from (profile pk, name, local day, chart part, n) counts and (profile pk,
+    total seconds, number of runs timed) for the succeeded runs."""
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     charts: dict[int, EnvironmentChart] = {}
-    for pk, name, day, status, coalesce_status, n in counts:
+    for pk, name, day, part, n in counts:
         if pk not in charts:
             bars = [DayBar(d, dict.fromkeys(OUTCOME_LABELS, 0)) for d in days]
-            charts[pk] = EnvironmentChart(pk, name, bars, [])
+            charts[pk] = EnvironmentChart(pk, name, bars)
         index = (day - start).days
         if 0 <= index < len(days):
-            charts[pk].bars[index].counts[outcome(status, coalesce_status)] += n
-    for pk, started, ended in durations:  # as UtcText
-        seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
-        if pk in charts and seconds >= 0:
-            charts[pk].durations.append(seconds)
+            charts[pk].bars[index].counts[part] += n
+    for pk, seconds, timed in durations:
+        if pk in charts:
+            charts[pk].seconds += seconds
+            charts[pk].timed += timed
     environments = sorted(charts.values(), key=lambda chart: chart.name.lower())
     for chart in environments:
         chart.layout()
     return Charts(start, end, capped, environments)
+
+
+def _average(seconds: float, timed: int) -> str:
+    return format_duration(timedelta(seconds=seconds / timed)) if timed else "—"

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from django.db import NotSupportedError
 from django.db.models import CharField, Func, QuerySet
@@ -20,7 +21,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from runs.history import NEWEST_FIRST, ROW_FIELDS, Cursor, RunHistory
-from runs.models import AuditEntry
+from runs.models import COULD_NOT_START_REASONS, AuditEntry, outcome_of
 
 EXPORT_BATCH_SIZE = 2_000
 AUDIT_BATCH_SIZE = 2_000
@@ -40,10 +41,13 @@ def csv_response(chunks: Iterable[str], filename_prefix: str) -> StreamingHttpRe
 # running it (coalesce_started_at).
 CSV_HEADER = [
     "dashboard_run", "requested_at", "started_by", "environment", "job_id", "include_selector",
-    "exclude_selector", "parallelism", "force", "run_counter", "run_link", "status",
+    "exclude_selector", "parallelism", "force", "run_counter", "run_link", "outcome", "status",
     "coalesce_status", "coalesce_started_at", "coalesce_ended_at", "duration_seconds",
     "error",
 ]
+# `outcome` is the run's one outcome in the pages' words ("Couldn't start: rate limited");
+# `status` and `coalesce_status` are the raw start state and Coalesce's runStatus behind it.
+# `error` is why it failed: the node summary once results are in, else the start error.
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV
 # injection"), so such cells get a leading single quote and are shown as text.
 FORMULA_PREFIXES = frozenset("=+-@\t\r")
@@ -76,7 +80,7 @@ class UtcText(Func):
 EXPORT_FIELDS = tuple(
     {"created_at": "created_text", "coalesce_started_at": "started_text",
      "coalesce_ended_at": "ended_text"}.get(name, name)
-    for name in ROW_FIELDS if name != "stopped_following_at")
+    for name in ROW_FIELDS)
 
 
 def _iso(text: str | None) -> str:
@@ -102,10 +106,21 @@ def csv_safe(value):
     return "'" + value if value[:1] in FORMULA_PREFIXES else value
 
 
+@lru_cache(maxsize=256)
+def _outcome_words(status: str, coalesce_status: str, unfollowed: bool) -> str:
+    """"Failed", "Couldn't start: rate limited": the pages' words (cached: a million rows
+    share a few dozen combinations)."""
+    outcome = outcome_of(status, coalesce_status, True if unfollowed else None)
+    reason = COULD_NOT_START_REASONS.get(status, "")
+    return f"{outcome.label}: {reason}" if reason else str(outcome.label)
+
+
 def csv_record(values: tuple) -> list:
     """The CSV cells of one run from its EXPORT_FIELDS values."""
     (pk, created, created_by, environment, job_id, include, exclude, parallelism, force,
-     run_counter, run_link, status, coalesce_status, started, ended, error) = values
+     run_counter, run_link, status, coalesce_status, started, ended, error, stopped_following,
+     failure_summary) = values
+    outcome = _outcome_words(status, coalesce_status, stopped_following is not None)
     duration = ""
     if started is not None and ended is not None:
         seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
@@ -113,8 +128,10 @@ def csv_record(values: tuple) -> list:
     return [
         pk, _iso(created), csv_safe(created_by), csv_safe(environment), csv_safe(job_id),
         csv_safe(include), csv_safe(exclude), parallelism, "yes" if force else "no",
-        "" if run_counter is None else run_counter, csv_safe(run_link), csv_safe(status),
-        csv_safe(coalesce_status), _iso(started), _iso(ended), duration, csv_safe(error),
+        "" if run_counter is None else run_counter, csv_safe(run_link),
+        outcome, csv_safe(status),
+        csv_safe(coalesce_status), _iso(started), _iso(ended), duration,
+        csv_safe(failure_summary or error),
     ]
 
 

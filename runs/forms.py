@@ -17,13 +17,14 @@ from django.views.decorators.debug import sensitive_variables
 
 from runs import private_keys, selectors, validators
 from runs.encryption import CredentialDecryptionError
-from runs.history import COALESCE_STATUSES, Cursor
+from runs.history import Cursor
 from runs.limits import MAX_PARAMETERS, clean_selector, parameter_problem
 from runs.models import (
     MAX_PARALLELISM,
     AuditEntry,
     EnvironmentProfile,
     NotificationPreference,
+    Outcome,
     Preset,
     Run,
 )
@@ -629,11 +630,7 @@ class PlainSelect(forms.Select):
         return mark_safe(f"<select{attrs}>{''.join(parts)}</select>")  # every part is escaped
 
 
-STATUS_CHOICES = [
-    ("", "Any status"),
-    ("Start outcome", Run.Status.choices),
-    ("Status in Coalesce", list(COALESCE_STATUSES.items())),
-]
+OUTCOME_CHOICES = [("", "Any outcome"), *Outcome.choices]
 
 
 # What EnvironmentProfile.label_with_pat_note reads.
@@ -650,14 +647,14 @@ class RunFilterForm(DateRangeForm):
                                          widget=PlainSelect)
     user = forms.TypedChoiceField(coerce=int, empty_value=None, required=False,
                                   label="Started by", widget=PlainSelect)
-    status = forms.ChoiceField(choices=STATUS_CHOICES, required=False, widget=PlainSelect)
-    force = forms.BooleanField(required=False, label="Forced runs only")
+    outcome = forms.ChoiceField(choices=OUTCOME_CHOICES, required=False, widget=PlainSelect)
+    force = forms.BooleanField(required=False, label="Forced only")
     q = forms.CharField(required=False, max_length=200, label="Search",
                         widget=forms.TextInput(attrs={"type": "search"}),
-                        help_text="A runCounter, or words from the error.")
+                        help_text="A run's number, a node, a selector or words of an error.")
     cursor = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    field_order = ["environment", "user", "status", "date_from", "date_to", "force", "q",
+    field_order = ["environment", "user", "outcome", "date_from", "date_to", "force", "q",
                    "cursor"]
 
     def __init__(self, *args, runs: QuerySet[Run], profiles: QuerySet[EnvironmentProfile],

@@ -25,42 +25,46 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import BooleanField, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
 from runs import time_format
-from runs.models import CoalesceStatus, Run
+from runs.models import COULD_NOT_START_REASONS, TERMINAL, CoalesceStatus, Outcome, Run, outcome_of
 
 if TYPE_CHECKING:
     from runs.forms import RunFilterForm
 
-STATUS_LABELS = dict(Run.Status.choices)
 
 PAGE_SIZE = 50
 
-# The run's status in Coalesce, as the sweep stores it (Run.coalesce_status).
-COALESCE_STATUSES = dict(CoalesceStatus.choices)
-
-# The three outcomes the charts stack, in stacking order (bottom first).
-OK, FAILED, OTHER = "ok", "failed", "other"
-OUTCOME_LABELS = {OK: "Succeeded or started", FAILED: "Failed or rejected",
-                  OTHER: "Unknown or other"}
-# "rate_limited" is a refusal too (a status the run service may record).
-_FAILED_TO_START = {"rejected", "unreachable", "not_sent", "rate_limited"}
+# Coalesce statuses that mean "not begun yet" (Outcome.QUEUED); any other status that
+# is not terminal means running (outcome_of).
+_WAITING = ("", CoalesceStatus.WAITING)
+_TERMINAL = sorted(s.value for s in TERMINAL)
 
 
-def outcome(status: str, coalesce_status: str) -> str:
-    """OK, FAILED or OTHER for a run: Coalesce's word once it has one, else the start."""
-    if coalesce_status == "failed":
-        return FAILED
-    if coalesce_status == "canceled":
-        return OTHER
-    if status == Run.Status.STARTED:
-        return OK  # started, and still running or completed
-    if status in _FAILED_TO_START:
-        return FAILED
-    return OTHER  # submitting (no answer recorded) or an unknown outcome
+def outcome_condition(outcome: str) -> Q:
+    """The runs whose outcome_of(...) is `outcome`, as a condition the database can index
+    (status and coalesce_status lead the history's status indexes)."""
+    started = Q(status=Run.Status.STARTED)
+    followed = Q(stopped_following_at__isnull=True)
+    going = started & ~Q(coalesce_status__in=_TERMINAL)
+    conditions = {
+        Outcome.SUCCEEDED: started & Q(coalesce_status=CoalesceStatus.COMPLETED),
+        Outcome.FAILED: started & Q(coalesce_status=CoalesceStatus.FAILED),
+        Outcome.CANCELLED: started & Q(coalesce_status=CoalesceStatus.CANCELED),
+        Outcome.COULD_NOT_START: Q(status__in=sorted(COULD_NOT_START_REASONS)),
+        Outcome.QUEUED: (Q(status=Run.Status.SUBMITTING) & followed)
+        | (started & followed & Q(coalesce_status__in=_WAITING)),
+        Outcome.RUNNING: going & followed & ~Q(coalesce_status__in=_WAITING),
+        Outcome.UNKNOWN: Q(status=Run.Status.UNKNOWN)
+        | Q(status=Run.Status.SUBMITTING, stopped_following_at__isnull=False),
+        Outcome.UNFOLLOWED: going & Q(stopped_following_at__isnull=False),
+    }
+    return conditions[Outcome(outcome)]
 
 
 def format_duration(value: timedelta | None) -> str:
@@ -128,7 +132,7 @@ ROW_FIELDS = (
     "pk", "created_at", f"created_by__{User.USERNAME_FIELD}", "profile__name", "job_id",
     "include_selector", "exclude_selector", "parallelism", "force", "run_counter",
     "run_link", "status", "coalesce_status", "coalesce_started_at", "coalesce_ended_at",
-    "error_message", "stopped_following_at",
+    "error_message", "stopped_following_at", "failure_summary",
 )
 NEWEST_FIRST = ("-created_at", "-pk")
 
@@ -154,6 +158,7 @@ class HistoryRow:
     coalesce_ended_at: datetime | None
     error_message: str
     stopped_following_at: datetime | None
+    failure_summary: str
 
     # Display values, computed here rather than with template filters: the table renders
     # 50 rows per page, and each filter call in a row costs more than the page's query.
@@ -172,7 +177,18 @@ class HistoryRow:
 
     @property
     def created_display(self) -> str:
-        return f"{self._created_local:%Y-%m-%d %H:%M}"
+        """"2026-11-30 14:05 UTC", as runs.time_format writes every time."""
+        local = self._created_local
+        return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+    @property
+    def created_ago(self) -> str:
+        return time_format.ago(self.created_at)
+
+    @property
+    def number(self) -> str:
+        """The run's one number: Coalesce's runCounter once it has one, else "#pk"."""
+        return str(self.run_counter) if self.run_counter is not None else f"#{self.pk}"
 
     @property
     def target(self) -> str:
@@ -194,15 +210,14 @@ class HistoryRow:
 
     @property
     def error_summary(self) -> str:
-        return _shorten(self.error_first_line, 120)
+        """Why it failed: the node failures once results are in, else the start error."""
+        return _shorten(self.failure_summary or self.error_first_line, 160)
 
     @property
-    def status_label(self) -> str:
-        return STATUS_LABELS.get(self.status, self.status)
-
-    @property
-    def coalesce_status_label(self) -> str:
-        return COALESCE_STATUSES.get(self.coalesce_status, self.coalesce_status)
+    def error_full(self) -> str:
+        """The whole summary, for a title when error_summary is cut ("" if not cut)."""
+        text = self.failure_summary or self.error_first_line
+        return text if len(text) > 160 else ""
 
     @property
     def is_moving(self) -> bool:
@@ -210,13 +225,19 @@ class HistoryRow:
         return Run.lifecycle_is_active(self.status, self.coalesce_status,
                                        self.stopped_following_at)
 
-    @property
-    def coalesce_css(self) -> str:
-        return self.coalesce_status.lower()
+    @cached_property
+    def outcome(self) -> Outcome:
+        return outcome_of(self.status, self.coalesce_status, self.stopped_following_at)
 
     @property
-    def outcome(self) -> str:
-        return outcome(self.status, self.coalesce_status)
+    def outcome_reason(self) -> str:
+        return COULD_NOT_START_REASONS.get(self.status, "")
+
+    @property
+    def outcome_words(self) -> str:
+        """"Failed", or "Couldn't start: rate limited": the badge's text, and the CSV's."""
+        reason = self.outcome_reason
+        return f"{self.outcome.label}: {reason}" if reason else str(self.outcome.label)
 
     @property
     def targets_everything(self) -> bool:
@@ -309,10 +330,8 @@ class RunHistory:
             runs = runs.filter(profile=data["environment"])
         if data["user"]:
             runs = runs.filter(created_by=data["user"])
-        if data["status"] in Run.Status.values:
-            runs = runs.filter(status=data["status"])
-        elif data["status"]:
-            runs = runs.filter(coalesce_status=data["status"])
+        if data["outcome"]:
+            runs = runs.filter(outcome_condition(data["outcome"]))
         if data["force"]:
             runs = runs.filter(force=True)
         if data["q"]:
@@ -331,7 +350,7 @@ class RunHistory:
         params = {
             "environment": data["environment"] or "",
             "user": data["user"] or "",
-            "status": data["status"],
+            "outcome": data["outcome"],
             "date_from": data["date_from"].isoformat() if data["date_from"] else "",
             "date_to": data["date_to"].isoformat() if data["date_to"] else "",
             "force": "1" if data["force"] else "",
@@ -388,8 +407,49 @@ def _key(row: HistoryRow, *, older: bool = True) -> Cursor:
 
 
 def _search(text: str) -> Q:
-    """Digits are a runCounter (exact, indexed); anything else searches the error text."""
-    if text.isascii() and text.isdigit():
-        return Q(run_counter=int(text))
-    return Q(error_message__icontains=text) | Q(error_string__icontains=text)
+    """What the history's search matches (see RunFilterForm.q's help text).
+
+    A number is a runCounter, or the dashboard's own number of a run Coalesce never
+    numbered; "#9" is always the dashboard's. Words are looked for in the node names and
+    errors and Coalesce's failure reason (search_text, kept in lower case), the selectors,
+    the job and the start error.
+    """
+    text = text.strip()
+    number = text.removeprefix("#")
+    if number.isascii() and number.isdigit() and int(number) <= _MAX_PK:
+        if text.startswith("#"):
+            return Q(pk=int(number))
+        return Q(run_counter=int(number)) | Q(pk=int(number), run_counter__isnull=True)
+    pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text.lower()) + "%"
+    exact = Q(RawSQL(f"{SEARCH_DOCUMENT} LIKE %s ESCAPE '\\'", (pattern,),
+                     output_field=BooleanField()))
+    if connection.vendor != "sqlite":
+        return exact
+    # SQLite: the trigram FTS5 table (migration 0009) finds the candidates from its index;
+    # it cannot use an ESCAPE clause, so "_" and "%" match widely there and the exact test
+    # on the candidates decides. A word in many runs is found sooner by reading the newest
+    # runs until a page is full than by sorting every candidate.
+    loose = "%" + text.lower() + "%"
+    candidates = "SELECT rowid FROM runs_run_search WHERE doc LIKE %s"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM ({candidates} LIMIT {FTS_MAX_CANDIDATES})",
+                       (loose,))
+        if cursor.fetchone()[0] >= FTS_MAX_CANDIDATES:
+            return exact
+    return Q(pk__in=RawSQL(candidates, (loose,))) & exact
+
+
+# Above this many candidates, SQLite's search reads the newest runs instead (bench/history.py).
+FTS_MAX_CANDIDATES = 5_000
+
+
+# What a word search reads, as one lower-case text. On PostgreSQL a trigram GIN index on
+# exactly this expression (migration 0009, run_search_trgm) answers LIKE '%words%' without
+# reading the table; on SQLite triggers copy it into a trigram FTS5 table, runs_run_search.
+# Every column is NOT NULL, so the expression is never NULL and the index can hold it.
+SEARCH_DOCUMENT = (
+    'lower("runs_run"."search_text" || \' \' || "runs_run"."include_selector" || \' \' || '
+    '"runs_run"."exclude_selector" || \' \' || "runs_run"."job_id" || \' \' || '
+    '"runs_run"."error_message" || \' \' || "runs_run"."error_string")'
+)
 

@@ -443,6 +443,11 @@ class Run(models.Model):
     # The saved form it was started from, if any (presets may be deleted later).
     preset = models.ForeignKey("Preset", on_delete=models.SET_NULL, null=True, blank=True,
                                related_name="runs")
+    # Written with the results or the final status (runs.summaries), so the history reads
+    # them without parsing results: "2 of 5 nodes failed: …" and the search's text (node
+    # names and errors, Coalesce's failure reason), lower case.
+    failure_summary = models.TextField(blank=True)
+    search_text = models.TextField(blank=True)
 
     objects = RunQuerySet.as_manager()
 
@@ -594,6 +599,27 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.get_action_display()} by {self.actor or 'anonymous'}"
+
+
+class RunCount(models.Model):
+    """How many runs of an environment fall in one chart part (runs.charts.OUTCOME_LABELS)
+    in one UTC hour, with the total seconds of the succeeded ones that have both times.
+
+    Written only by database triggers on runs_run (runs.counts), read by the charts.
+    """
+
+    profile = models.ForeignKey(EnvironmentProfile, on_delete=models.CASCADE,
+                                related_name="+", db_constraint=False)
+    hour = models.BigIntegerField()  # hours since 1970-01-01 UTC
+    bucket = models.CharField(max_length=16)
+    n = models.IntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    timed = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["profile", "hour", "bucket"],
+                                               name="runcount_one_per_part")]
+        indexes = [models.Index(fields=["hour", "profile"], name="runcount_hour")]
 
 
 class SweepState(models.Model):

@@ -41,6 +41,7 @@ from runs.models import (
 )
 from runs.notifications import events as notifications
 from runs.results import parse_datetime, results_to_json
+from runs.summaries import SUMMARY_FIELDS, summarise
 
 logger = logging.getLogger(__name__)
 
@@ -307,9 +308,10 @@ class _Writes:
                 Run.objects.filter(pk__in=self.checked[first:first + WRITE_BATCH]).update(
                     last_checked_at=now)
             Run.objects.bulk_update(self.moved, ["coalesce_status", "coalesce_started_at",
-                                                 "coalesce_ended_at"], batch_size=WRITE_BATCH)
-            Run.objects.bulk_update(self.finished, ["results", "results_fetched_at"],
+                                                 "coalesce_ended_at", *SUMMARY_FIELDS],
                                     batch_size=WRITE_BATCH)
+            Run.objects.bulk_update(self.finished, ["results", "results_fetched_at",
+                                                    *SUMMARY_FIELDS], batch_size=WRITE_BATCH)
             RunEvent.objects.bulk_create(self.events, batch_size=WRITE_BATCH)
             for run, previous in self.outcomes:
                 notifications.outcome_changed(run, previous)
@@ -337,6 +339,7 @@ def _update_run(client, run: Run, summary: RunSummary, writes: _Writes,
         # the same transaction: a run page polling in between would otherwise see a
         # finished run without results, and stop polling for good.
         failure = _load_results(client, run, report)
+        summarise(run, summary.failure_reason)
         if failure:
             writes.events.append(RunEvent(run=run, kind="results_failed",
                                           message=_results_failed(failure)))
@@ -365,8 +368,18 @@ def fetch_results(client, run: Run, report: SweepReport | None = None) -> str | 
     if failure:
         run.log("results_failed", _results_failed(failure))
         return _results_failed(failure)
-    run.save(update_fields=["results", "results_fetched_at"])
+    summarise(run, _known_failure_reason(run))
+    run.save(update_fields=["results", "results_fetched_at", *SUMMARY_FIELDS])
     return None
+
+
+def _known_failure_reason(run: Run) -> str:
+    """Coalesce's failure reason as the timeline recorded it ("" if none): results fetched
+    on request keep it in the summary and the search."""
+    event = run.events.filter(kind="coalesce_failed").order_by("-pk").first()
+    message = event.message if event else ""
+    prefix = "Coalesce reports failed: "
+    return message[len(prefix):].removesuffix(".") if message.startswith(prefix) else ""
 
 
 def _load_results(client, run: Run, report: SweepReport | None) -> str | None:

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, push_url
 
 from runs import catalogue, form_views, run_form, service
+from runs.audit_log import rows_for as audit_rows
 from runs.charts import charts_for
 from runs.exports import audit_csv_chunks, csv_chunks, csv_response, export_batches
 from runs.forms import AuditFilterForm, RerunForm, RunFilterForm, RunForm
@@ -98,9 +99,10 @@ def run_charts(request: HttpRequest):
     history = _history(request)
     if not history.is_valid():
         return _invalid_filters(request, history, "runs/run_list.html#history-charts")
-    context = {"history": history, "charts": charts_for(history)}
-    if request.htmx:
-        return render(request, "runs/run_list.html#history-charts", context)
+    profiles = EnvironmentProfile.objects.visible_to(request.user)
+    context = {"history": history, "charts": charts_for(history, profiles)}
+    if request.htmx:  # the closed box's one-line summary is swapped out of band
+        return render(request, "runs/run_list.html#history-charts", {**context, "oob": True})
     return render(request, "runs/run_list.html", {**context, "page": history.page()})
 
 
@@ -443,8 +445,8 @@ def audit_log(request: HttpRequest):
     older = page[AUDIT_PAGE_SIZE - 1].seq if len(page) > AUDIT_PAGE_SIZE else None
     query = request.GET.copy()
     query.pop("before", None)
-    context = {"form": form, "entries": page[:AUDIT_PAGE_SIZE], "older": older,
-               "query": query.urlencode()}
+    context = {"form": form, "entries": audit_rows(page[:AUDIT_PAGE_SIZE], request.user),
+               "older": older, "query": query.urlencode()}
     return render(request, "runs/audit_log.html", context)
 
 

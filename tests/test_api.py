@@ -180,7 +180,7 @@ def test_it_lists_runs_in_cursor_pages_with_the_history_filters(client, alice, c
 def test_bad_filters_are_a_json_422(client, alice):
     token = make_token(alice)
     for query in ("cursor=nonsense!", "date_from=2024-02-01&date_to=2024-01-01",
-                  "date_from=yesterday", "status=bogus"):
+                  "date_from=yesterday", "outcome=bogus"):
         response = call(client, "get", f"/runs?{query}", token)
         assert response.status_code == 422, query
         assert response.json()["code"] == "invalid" and response.json()["message"]

@@ -247,7 +247,7 @@ def test_the_audit_log_filters_days_in_the_site_time_zone_on_the_timestamp(
     with CaptureQueriesContext(connection) as queries:
         response = client.get(reverse("runs:audit_log"),
                               {"date_from": "2024-05-10", "date_to": "2024-05-10"})
-    assert [e.actor for e in response.context["entries"]] == ["last", "first"]
+    assert [row.entry.actor for row in response.context["entries"]] == ["last", "first"]
     # A range on the column, which its index serves, rather than a date cast of every row.
     sql = " ".join(q["sql"] for q in queries.captured_queries if "runs_auditentry" in q["sql"])
     assert '"at" >=' in sql and "cast_date" not in sql
@@ -263,7 +263,7 @@ def test_the_audit_log_pages_by_keyset(client, auditor, settings):
     older = first.context["older"]
     second = client.get(reverse("runs:audit_log"), {"action": "login_failed",
                                                     "before": older})
-    seen = [e.seq for e in first.context["entries"]] + [e.seq for e in second.context["entries"]]
+    seen = [row.entry.seq for page in (first, second) for row in page.context["entries"]]
     assert len(seen) == len(set(seen)) == views.AUDIT_PAGE_SIZE + 5
 
 
@@ -274,3 +274,40 @@ def test_the_audit_csv_is_complete_and_neutralises_formulas(client, auditor):
     body = b"".join(response.streaming_content).decode()
     assert body.startswith("seq,at,actor,ip,action,target,details,hash")
     assert "'=HYPERLINK" in body and '"a,""b""\nc"' in body
+
+
+def test_the_audit_log_links_run_entries_to_the_run_its_environment_and_outcome(
+        client, alice, profile):
+    from django.contrib.auth.models import User
+
+    from tests.factories import make_run
+
+    reader = grant(User.objects.create_user("audrey"), "view_auditentry", "view_run")
+    run = make_run(profile, alice, run_counter=287756343, coalesce_status="failed")
+    audit.record(Action.RUN_STARTED, actor="alice", target=f"run {run.pk}",
+                 details={"profile": profile.name, "job_id": "", "force": False,
+                          "fields": ["Allowed groups", "Job ID"]})
+    audit.record(Action.PROFILE_CHANGED, actor="admin", target=f"profile {profile.pk} Demo")
+    client.force_login(reader)
+    html = client.get(reverse("runs:audit_log")).content.decode()
+    assert f'<a href="{run.get_absolute_url()}">Run 287756343</a>' in html
+    assert f'href="/?environment={profile.pk}">{profile.name}</a>' in html
+    assert f'<a href="/?environment={profile.pk}">profile {profile.pk} Demo</a>' in html
+    assert '<span class="outcome outcome-failed">' in html and "✕</span> Failed</span>" in html
+    # Details in words: no Python reprs, nothing for an empty job.
+    assert "Forced: no" in html and "Changed: Allowed groups, Job ID" in html
+    assert "False" not in html and "[&#x27;" not in html and "Job:" not in html
+    # Times with their zone and how long ago.
+    assert " UTC</time> <small class=\"ago\">just now</small>" in html
+
+
+def test_the_audit_log_does_not_link_runs_the_reader_may_not_see(client, alice, profile,
+                                                                 auditor):
+    from tests.factories import make_run
+
+    run = make_run(profile, alice, coalesce_status="failed")
+    audit.record(Action.RUN_STARTED, actor="alice", target=f"run {run.pk}")
+    client.force_login(auditor)  # may read the log, not the runs
+    html = client.get(reverse("runs:audit_log")).content.decode()
+    assert run.get_absolute_url() not in html and "outcome-shape" not in html
+    assert f"run {run.pk}" in html

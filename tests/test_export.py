@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from runs import exports
 from runs.models import Run
+from runs.summaries import summarise
 from tests import factories
 from tests.factories import assert_redirects_to_login
 
@@ -54,7 +55,7 @@ def test_it_streams_every_column_as_csv(alice_client, alice, profile):
         "started_by": "alice", "environment": "Production", "job_id": "7",
         "include_selector": "", "exclude_selector": "", "parallelism": "12", "force": "yes",
         "run_counter": "4321", "run_link": "https://app.coalescesoftware.io/runs/4321",
-        "status": "started", "coalesce_status": "completed",
+        "outcome": "Succeeded", "status": "started", "coalesce_status": "completed",
         "coalesce_started_at": "2024-05-10T12:00:05+00:00",
         "coalesce_ended_at": "2024-05-10T12:04:17+00:00", "duration_seconds": "252.0",
         "error": "Nothing wrong",
@@ -132,7 +133,8 @@ def test_it_applies_the_filters(client, admin_user, alice, profile, staging):
     make_run(profile, alice)
     wanted = make_run(staging, admin_user, status=Run.Status.REJECTED, force=True)
     make_run(staging, admin_user, status=Run.Status.REJECTED)
-    _, rows = download(client, {"environment": staging.pk, "status": "rejected", "force": "1"})
+    _, rows = download(client, {"environment": staging.pk, "outcome": "could_not_start",
+                                "force": "1"})
     assert [row["dashboard_run"] for row in rows] == [str(wanted.pk)]
 
 
@@ -179,5 +181,54 @@ def test_it_rejects_post(alice_client):
 
 def test_it_is_linked_from_the_history_with_the_same_filters(alice_client, alice, profile):
     make_run(profile, alice)
-    html = alice_client.get(reverse("runs:list"), {"status": "started"}).content.decode()
-    assert 'href="/history/export.csv?status=started">Export CSV</a>' in html
+    html = alice_client.get(reverse("runs:list"), {"outcome": "running"}).content.decode()
+    assert 'href="/history/export.csv?outcome=running">Export CSV</a>' in html
+
+
+# Every start state with every Coalesce status (and followed or not): the CSV's outcome
+# is the words the pages use.
+OUTCOME_CASES = [
+    ("submitting", "", False, "Queued"),
+    ("submitting", "", True, "Outcome unknown"),
+    ("unknown", "", False, "Outcome unknown"),
+    ("rejected", "", False, "Couldn't start: rejected by Coalesce"),
+    ("rate_limited", "", False, "Couldn't start: rate limited"),
+    ("unreachable", "", False, "Couldn't start: unreachable"),
+    ("not_sent", "", False, "Couldn't start: not sent"),
+    ("started", "", False, "Queued"),
+    ("started", "waitingToRun", False, "Queued"),
+    ("started", "initializing", False, "Running"),
+    ("started", "rendering", False, "Running"),
+    ("started", "running", False, "Running"),
+    ("started", "somethingNew", False, "Running"),
+    ("started", "completed", False, "Succeeded"),
+    ("started", "failed", False, "Failed"),
+    ("started", "canceled", False, "Cancelled"),
+    ("started", "running", True, "No longer followed"),
+    ("started", "", True, "No longer followed"),
+    ("started", "completed", True, "Succeeded"),
+]
+
+
+@pytest.mark.parametrize(("status", "coalesce_status", "unfollowed", "words"), OUTCOME_CASES)
+def test_it_writes_the_outcome_in_the_pages_words(alice_client, alice, profile, status,
+                                                  coalesce_status, unfollowed, words):
+    make_run(profile, alice, status=status, coalesce_status=coalesce_status,
+             stopped_following_at=T0 if unfollowed else None)
+    _, rows = download(alice_client)
+    assert rows[0]["outcome"] == words
+
+
+def test_it_explains_a_failure_in_coalesce_in_the_error_column(alice_client, alice, profile):
+    run = make_run(profile, alice, coalesce_status="failed", run_counter=77)
+    run.results = [
+        {"node_id": "n1", "name": "STG_ORDERS", "status": "completed"},
+        {"node_id": "n2", "name": "FCT_ORDERS", "status": "failed",
+         "error": "invalid identifier 'AMOUNT'\nline 2"},
+        {"node_id": "n3", "name": "FCT_REVENUE", "status": "failed", "error": "upstream failed"},
+    ]
+    summarise(run, "Run failed")
+    run.save()
+    _, rows = download(alice_client)
+    assert rows[0]["error"] == ("2 of 3 nodes failed: FCT_ORDERS, FCT_REVENUE. "
+                                "invalid identifier 'AMOUNT'")

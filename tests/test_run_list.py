@@ -80,11 +80,14 @@ def test_it_shows_the_columns_of_a_run(alice_client, alice, profile):
     assert response.context["page"].rows[0].pk == run.pk
     html = response.content.decode()
     assert f'href="{run.get_absolute_url()}"' in html
-    # The first column is when the attempt was made, not when Coalesce began the run.
-    assert '<th scope="col">Requested at</th>' in html and "Started at" not in html
-    assert '<time datetime="2024-05-10T12:00:00+00:00">2024-05-10 12:00</time>' in html
-    for text in ("alice", "Production", "Job 7", "<td>12</td>", "Forced", "Started",
-                 "Completed", "4 min 12 s", "Node failed: FOO"):
+    # When the attempt was made (not when Coalesce began the run), with its zone.
+    assert '<th scope="col">Requested</th>' in html and "Started at" not in html
+    assert '<time datetime="2024-05-10T12:00:00+00:00">2024-05-10 12:00 UTC</time>' in html
+    assert 'class="ago">' in html and "days ago" in html
+    # One number: the runCounter leads, and links to the run's page.
+    assert f'<a href="{run.get_absolute_url()}">4321<' in html
+    for text in ("alice", "Production", "Job 7", "forced", "Succeeded", "4 min 12 s",
+                 "Node failed: FOO"):
         assert text in html
     assert 'href="https://app.coalescesoftware.io/runs/4321"' in html
     # Only the error's first line is shown in the table.
@@ -93,9 +96,9 @@ def test_it_shows_the_columns_of_a_run(alice_client, alice, profile):
 
 def test_it_never_groups_the_digits_of_a_run_counter(alice_client, alice, profile, settings):
     settings.USE_THOUSAND_SEPARATOR = True
-    make_run(profile, alice, run_counter=1234567, parallelism=1000)
+    make_run(profile, alice, run_counter=1234567)
     html = alice_client.get(URL).content.decode()
-    assert ">1234567<" in html and "<td>1000</td>" in html
+    assert ">1234567<" in html
 
 
 def test_it_shortens_selectors(alice_client, alice, profile):
@@ -229,9 +232,10 @@ def carol_client(client, carol):
     ({}, ["plain", "staging", "by_carol", "rejected", "failed", "forced"]),
     ({"environment": "staging"}, ["staging", "forced"]),
     ({"user": "carol"}, ["by_carol", "forced"]),
-    ({"status": "rejected"}, ["rejected", "forced"]),
-    ({"status": "failed"}, ["failed"]),  # Coalesce's status, not the start outcome
-    ({"status": "started"}, ["plain", "staging", "by_carol", "failed"]),
+    ({"outcome": "could_not_start"}, ["rejected", "forced"]),
+    ({"outcome": "failed"}, ["failed"]),
+    ({"outcome": "queued"}, ["plain", "staging", "by_carol"]),
+    ({"outcome": "running"}, []),
     ({"force": "on"}, ["forced"]),
     ({"date_from": "2024-05-07", "date_to": "2024-05-08"}, ["rejected", "failed"]),
     ({"date_to": "2024-05-07"}, ["failed", "forced"]),  # the end day is included
@@ -240,10 +244,10 @@ def carol_client(client, carol):
     ({"q": "98765"}, []),
     ({"q": "does NOT exist"}, ["rejected"]),  # error_message, any case
     ({"q": "compilation"}, ["failed"]),  # error_string
-    ({"environment": "production", "status": "rejected"}, ["rejected"]),
+    ({"environment": "production", "outcome": "could_not_start"}, ["rejected"]),
     ({"environment": "staging", "user": "carol", "force": "1"}, ["forced"]),
-    ({"user": "alice", "status": "started", "date_from": "2024-05-10"}, ["plain", "staging"]),
-    ({"environment": "production", "q": "compilation", "status": "completed"}, []),
+    ({"user": "alice", "outcome": "queued", "date_from": "2024-05-10"}, ["plain", "staging"]),
+    ({"environment": "production", "q": "compilation", "outcome": "succeeded"}, []),
 ])
 def test_it_filters(carol_client, varied, profile, staging, alice, carol, params, expected):
     ids = {"production": profile.pk, "staging": staging.pk, "alice": alice.pk, "carol": carol.pk}
@@ -271,7 +275,7 @@ def test_it_keeps_the_filters_in_the_export_link(carol_client, varied, staging):
     {"environment": "999999"},
     {"environment": "99999999999999999999999"},
     {"user": "alice"},  # ids, not names
-    {"status": "exploded"},
+    {"outcome": "exploded"},
     {"date_from": "2024-13-01"},
     {"date_to": "yesterday"},
     {"date_from": "0001-01-01"},
@@ -322,10 +326,10 @@ def test_it_returns_only_the_rows_to_htmx(alice_client, alice, profile):
 
 def test_it_pushes_the_normalised_url_to_htmx(alice_client, alice, profile):
     make_run(profile, alice)
-    params = {"environment": "", "user": "", "status": "started", "date_from": "", "q": ""}
+    params = {"environment": "", "user": "", "outcome": "running", "date_from": "", "q": ""}
     response = alice_client.get(URL, params, headers={"HX-Request": "true"})
     # The form sends every field; the address bar shows only the filters in use.
-    assert response["HX-Push-Url"] == "/?status=started"
+    assert response["HX-Push-Url"] == "/?outcome=running"
 
 
 def test_it_pushes_the_plain_url_once_paging_back_reaches_the_newest(alice_client, alice,
@@ -447,3 +451,108 @@ def test_its_query_count_does_not_grow_with_depth(alice_client, alice, profile,
     with django_assert_max_num_queries(first_page_queries):
         response = alice_client.get(URL, {"cursor": deep})
     assert pks_on(response) == [run.pk for run in runs[210:]]
+
+
+# --- outcomes, failure summaries and search ---
+
+from runs.history import outcome_condition  # noqa: E402
+from runs.models import Outcome, outcome_of  # noqa: E402
+from runs.summaries import summarise  # noqa: E402
+from tests.test_export import OUTCOME_CASES  # noqa: E402
+
+
+@pytest.mark.parametrize(("status", "coalesce_status", "unfollowed", "words"), OUTCOME_CASES)
+def test_it_shows_one_outcome_badge_in_the_pages_words(alice_client, alice, profile, status,
+                                                       coalesce_status, unfollowed, words):
+    make_run(profile, alice, status=status, coalesce_status=coalesce_status,
+             stopped_following_at=T0 if unfollowed else None)
+    html = alice_client.get(URL).content.decode()
+    badges = re.findall(r'<span class="outcome outcome-([a-z_]+)"><span class="outcome-shape" '
+                        r'aria-hidden="true">[^<]*</span> ([^<]*)</span>', html)
+    assert [words.replace("'", "&#x27;")] == [text for _, text in badges]
+
+
+def test_the_outcome_filter_finds_exactly_the_runs_with_that_outcome(alice_client, alice,
+                                                                      profile):
+    runs = [make_run(profile, alice, status=status, coalesce_status=coalesce_status,
+                     stopped_following_at=T0 if unfollowed else None)
+            for status, coalesce_status, unfollowed, _ in OUTCOME_CASES]
+    for outcome in Outcome:
+        expected = {run.pk for run in runs if outcome_of(
+            run.status, run.coalesce_status, run.stopped_following_at) == outcome}
+        assert set(Run.objects.filter(outcome_condition(outcome))
+                   .values_list("pk", flat=True)) == expected, outcome
+        assert set(pks_on(alice_client.get(URL, {"outcome": outcome.value}))) == expected
+
+
+def failed_in_coalesce(profile, user, **fields) -> Run:
+    run = make_run(profile, user, coalesce_status="failed", **fields)
+    run.results = [
+        {"node_id": "n1", "name": "STG_ORDERS", "status": "completed"},
+        {"node_id": "n2", "name": "FCT_ORDERS", "status": "failed",
+         "error": "SQL compilation error: invalid identifier 'AMOUNT'"},
+        {"node_id": "n3", "name": "FCT_REVENUE", "status": "failed", "error": "upstream"},
+        {"node_id": "n4", "name": "DIM_CUSTOMER", "status": "completed"},
+        {"node_id": "n5", "name": "DIM_DATE", "status": "completed"},
+    ]
+    summarise(run, "Node FCT_ORDERS failed in warehouse WH_XL")
+    run.save()
+    return run
+
+
+def test_it_says_why_a_run_failed_in_coalesce(alice_client, alice, profile):
+    failed_in_coalesce(profile, alice, run_counter=55)
+    html = alice_client.get(URL).content.decode()
+    assert ("2 of 5 nodes failed: FCT_ORDERS, FCT_REVENUE. SQL compilation error: invalid "
+            "identifier &#x27;AMOUNT&#x27;") in html
+
+
+@pytest.mark.parametrize("q", [
+    "FCT_REVENUE", "fct_orders", "invalid identifier", "wh_xl", "+STG_ORDERS", "55", "#{pk}",
+])
+def test_search_covers_numbers_nodes_errors_reasons_and_selectors(alice_client, alice,
+                                                                  profile, q):
+    run = failed_in_coalesce(profile, alice, run_counter=55, include_selector="+STG_ORDERS")
+    make_run(profile, alice, run_counter=56, include_selector="{ DIM_DATE }")
+    assert pks_on(alice_client.get(URL, {"q": q.format(pk=run.pk)})) == [run.pk]
+
+
+def test_a_number_is_the_runcounter_and_the_dashboard_number_only_without_one(
+        alice_client, alice, profile):
+    numbered = make_run(profile, alice, run_counter=1)
+    never_numbered = make_run(profile, alice, status=Run.Status.REJECTED)
+    assert pks_on(alice_client.get(URL, {"q": "1"})) == [numbered.pk]
+    assert pks_on(alice_client.get(URL, {"q": str(never_numbered.pk)})) == [never_numbered.pk]
+    assert pks_on(alice_client.get(URL, {"q": f"#{numbered.pk}"})) == [numbered.pk]
+
+
+def test_a_search_that_matches_nothing_says_what_was_searched(alice_client, alice, profile):
+    make_run(profile, alice)
+    html = alice_client.get(URL, {"q": "NO_SUCH_NODE"}).content.decode()
+    assert ("No runs match “NO_SUCH_NODE” in their number, node names, errors, failure "
+            "reason or selectors.") in html
+
+
+def test_search_finds_text_written_after_the_run_was_created(alice_client, alice, profile):
+    run = make_run(profile, alice, run_counter=77)
+    Run.objects.filter(pk=run.pk).update(search_text="dim_late_node")
+    assert pks_on(alice_client.get(URL, {"q": "DIM_LATE"})) == [run.pk]
+    run.error_message = "Warehouse 100% busy"
+    Run.objects.bulk_update([run], ["error_message"])
+    assert pks_on(alice_client.get(URL, {"q": "100% busy"})) == [run.pk]
+    assert pks_on(alice_client.get(URL, {"q": "dim_late_node"})) == [run.pk]
+    # "_" and "%" are themselves, not wildcards.
+    assert pks_on(alice_client.get(URL, {"q": "100_ busy"})) == []
+    assert pks_on(alice_client.get(URL, {"q": "dim%node"})) == []
+
+
+def test_a_word_in_many_runs_is_found_by_reading_the_newest(alice_client, alice, profile,
+                                                            monkeypatch):
+    from runs import history
+
+    runs = [make_run(profile, alice, error_message=f"node FCT_{i} failed") for i in range(4)]
+    expected = [run.pk for run in reversed(runs)]
+    assert pks_on(alice_client.get(URL, {"q": "fct_"})) == expected
+    monkeypatch.setattr(history, "FTS_MAX_CANDIDATES", 2)  # SQLite: past the FTS5 path
+    assert pks_on(alice_client.get(URL, {"q": "fct_"})) == expected
+    assert pks_on(alice_client.get(URL, {"q": "fct_9"})) == []

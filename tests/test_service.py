@@ -446,7 +446,7 @@ def test_it_leaves_the_run_submitting_when_the_call_crashes(alice_client, profil
     assert "No answer has been recorded for this attempt" in run_page(alice_client, run)
     history = alice_client.get("/").content.decode()
     assert run.get_absolute_url() in history
-    assert "Submitting" in history
+    assert "outcome outcome-queued" in history and "</span> Queued</span>" in history
 
 
 def test_it_returns_the_existing_run_for_a_used_submit_token(alice, profile, coalesce):

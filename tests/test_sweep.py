@@ -79,6 +79,10 @@ def test_it_costs_one_listing_plus_one_results_call_per_finished_run(alice, prof
     assert failed.results[0]["status"] == "failed"
     assert "invalid identifier" in failed.results[0]["error"]
     assert failed.coalesce_ended_at is not None
+    # Why it failed is summarised once, when the results are stored, for the history.
+    assert failed.failure_summary == "1 of 1 node failed: FCT_ORDERS. invalid identifier 'AMOUNT'"
+    assert "fct_orders" in failed.search_text
+    assert Run.objects.get(run_counter=103).failure_summary == ""
     # The timeline records each change of status once.
     assert list(runs[0].events.values_list("kind", flat=True)) == ["coalesce_running"]
 
@@ -280,3 +284,17 @@ def test_a_full_page_without_next_goes_on_from_its_last_start_time(alice, profil
     assert report.calls == 2
     assert cursors[1] == items[1]["runStartTime"]
     assert Run.objects.filter(pk__in=[r.pk for r in runs], coalesce_status="running").count() == 3
+
+
+@responses.activate
+def test_it_keeps_coalesce_s_failure_reason_for_the_summary_and_the_search(alice, profile):
+    _run(profile, alice, counter=300)
+    item = _summary(300, "failed", ended=timezone.now())
+    item["runFailureReason"] = "Warehouse WH_XL suspended"
+    responses.get(LIST_URL, json=_listing([item]))
+    responses.get(f"{LIST_URL}/300/results", status=500, json={"error": "down"})
+    sweep.sweep()
+    run = Run.objects.get(run_counter=300)
+    assert run.coalesce_status == "failed" and run.results == []
+    assert run.failure_summary == "Warehouse WH_XL suspended"
+    assert "wh_xl" in run.search_text

@@ -114,7 +114,9 @@ class RunFilters(Schema):
 
     environment: int | None = Field(None, ge=1, le=MAX_ID)
     user: int | None = Field(None, ge=1, le=MAX_ID, description="Started by (a user id).")
-    status: str | None = Field(None, max_length=32)
+    outcome: str | None = Field(None, max_length=32, description=(
+        "One outcome: queued, running, succeeded, failed, cancelled, could_not_start, "
+        "unknown or unfollowed."))
     date_from: date | None = None
     date_to: date | None = None
     force: bool = False
