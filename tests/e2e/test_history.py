@@ -22,6 +22,7 @@ def test_it_filters_the_history_and_opens_a_run(page: Page, log_in, alice, demo_
     rows = page.locator("#run-rows tbody tr")
     expect(rows).to_have_count(2)
     page.evaluate("window.notReloaded = true")
+    page.wait_for_function("() => window.htmx !== undefined")  # htmx bound the filters
     page.get_by_label("Environment", exact=True).select_option(label=broken_profile.name)
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("Coalesce is unavailable (HTTP 500)")

@@ -25,6 +25,10 @@ def open_run_form(page: Page, environment: str | None = None) -> None:
     nav = page.get_by_role("navigation", name="Main")
     nav.get_by_role("link", name="Start a refresh run").click()
     expect(page.get_by_role("heading", name="Start a refresh run")).to_be_visible()
+    # htmx binds the environment select once its script has run: choosing before that
+    # would change nothing (seen on a loaded machine).
+    page.wait_for_load_state("load")
+    page.wait_for_function("() => window.htmx !== undefined")
     if environment:
         page.get_by_label("Environment", exact=True).select_option(label=environment)
 
