@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from runs.forms import EARLIEST_DATE, day_range
+from runs.filter_forms import EARLIEST_DATE, day_range
 from runs.history import RunHistory, format_duration
 from runs.models import GOING, EnvironmentProfile, Outcome, RunCount, outcome_of
 

@@ -3,7 +3,7 @@
 Everything here starts from a queryset of the runs the viewer may see (the views pass
 `Run.objects.visible_to(user)`), so nothing in this module decides permissions: the filter choices,
 the pages, the export and the charts are all narrowings of that one queryset. The filters
-are runs.forms.RunFilterForm; the CSV export and the charts are built from a RunHistory in
+are runs.filter_forms.RunFilterForm; the CSV export and the charts are built from a RunHistory in
 runs.exports and runs.charts. Nothing here renders HTML.
 
 Pages are keyset ("cursor") pages on (created_at, id), newest first. Each filter has an
@@ -35,7 +35,7 @@ from runs import time_format
 from runs.models import COULD_NOT_START_REASONS, TERMINAL, CoalesceStatus, Outcome, Run, outcome_of
 
 if TYPE_CHECKING:
-    from runs.forms import RunFilterForm
+    from runs.filter_forms import RunFilterForm
 
 
 PAGE_SIZE = 50

@@ -641,129 +641,16 @@ class SweepState(models.Model):
     last_error = models.TextField(blank=True)
 
     def __str__(self) -> str:
-        return f"Follow state of {self.profile}"
+        return f"Sweep state of {self.profile}"
 
 
-class ApiToken(models.Model):
-    """A personal access token for the JSON API (runs.tokens makes and checks them).
-
-    Only the SHA-256 of the token is stored: it has 256 random bits, so a fast hash is
-    enough and lets each request find its token with one indexed lookup. `prefix` (the
-    first characters, never enough to use) tells a person's tokens apart on the page.
-    """
-
-    class Scope(models.TextChoices):
-        READ = "runs:read", "Read runs (runs:read)"
-        START = "runs:start", "Start, rerun and cancel runs (runs:start)"
-
-    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=12, editable=False)
-    digest = models.CharField(max_length=64, unique=True, editable=False)
-    scopes = models.JSONField(default=list)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_by = models.CharField(max_length=150, blank=True, editable=False)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        verbose_name = "API token"
-        constraints = [
-            models.UniqueConstraint(fields=["user", "name"], condition=models.Q(
-                revoked_at__isnull=True), name="api_token_live_name_unique"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    def is_usable(self, now=None) -> bool:
-        now = now or timezone.now()
-        return (self.revoked_at is None
-                and (self.expires_at is None or self.expires_at > now)
-                and self.user.is_active)
-
-    @property
-    def state(self) -> str:
-        if self.revoked_at is not None:
-            return "Revoked"
-        if self.expires_at is not None and self.expires_at <= timezone.now():
-            return "Expired"
-        return "Active"
-
-
-class NodeCatalogue(models.Model):
-    """The cached node list of one profile's environment, for the picker and the preview.
-
-    `nodes` keeps only what the preview needs, one compact list per node:
-    [id, name, location, nodeType, [[locationName, nodeName], ...]] (runs.catalogue reads
-    and writes it). A failed refresh keeps the last good list and records `last_error`.
-    """
-
-    profile = models.OneToOneField(EnvironmentProfile, on_delete=models.CASCADE,
-                                   related_name="node_catalogue")
-    nodes = models.JSONField(default=list, blank=True)
-    node_count = models.PositiveIntegerField(default=0)
-    refreshed_at = models.DateTimeField(null=True, blank=True)  # the last good refresh
-    requested_at = models.DateTimeField(null=True, blank=True)  # a refresh was queued
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)  # of the last attempt; "" when it worked
-
-    def __str__(self) -> str:
-        return f"Node list of {self.profile}"
-
-
-class RunPreview(models.Model):
-    """What the form's preview said a run would refresh, kept apart from the run row so
-    the history never reads it."""
-
-    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="preview")
-    node_ids = models.JSONField(default=list)
-    catalogue_refreshed_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"Preview of {self.run}: {len(self.node_ids)} nodes"
-
-
-class Preset(models.Model):
-    """A saved run form, per profile: private to its owner or shared with the profile's
-    groups. Never holds the force option."""
-
-    profile = models.ForeignKey(EnvironmentProfile, on_delete=models.CASCADE,
-                                related_name="presets")
-    name = models.CharField(max_length=100)
-    owner = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="presets")
-    shared = models.BooleanField("Shared with the environment's groups", default=False)
-    job_id = models.CharField(max_length=64, blank=True)
-    include_selector = models.TextField(blank=True)
-    exclude_selector = models.TextField(blank=True)
-    parallelism = models.PositiveIntegerField(
-        default=16, validators=[MinValueValidator(1), MaxValueValidator(MAX_PARALLELISM)])
-    parameters = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["profile", "name"]
-        constraints = [models.UniqueConstraint(fields=["profile", "owner", "name"],
-                                               name="preset_unique_name_per_owner")]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.profile})"
-
-    @classmethod
-    def usable_by(cls, user, profile=None) -> models.QuerySet[Preset]:
-        """Presets on profiles `user` may run: their own, and shared ones."""
-        presets = cls.objects.filter(profile__in=EnvironmentProfile.objects.runnable_by(user))
-        if profile is not None:
-            presets = presets.filter(profile=profile)
-        return presets.filter(models.Q(owner=user) | models.Q(shared=True))
-
-
-# Notification models live in their own module; importing them here registers them.
-# Operations and sign-in bookkeeping, kept in their own module (this one is the runs').
-from runs.models_ops import Metric, SSOIdentity  # noqa: E402, F401
+# The models of other concerns live in their own modules; importing them here is what
+# registers them with the runs app:
+# - runs.models_choosing: what the run form chooses from (node lists, previews, presets);
+# - runs.models_ops: API tokens, the /metrics counters, single sign-on identities;
+# - runs.notifications.models: notification destinations, rules and deliveries.
+from runs.models_choosing import NodeCatalogue, Preset, RunPreview  # noqa: E402, F401
+from runs.models_ops import ApiToken, Metric, SSOIdentity  # noqa: E402, F401
 from runs.notifications.models import (  # noqa: E402, F401
     Delivery,
     Destination,

@@ -1,5 +1,5 @@
-"""Models for operations and sign-in: the /metrics counters and single sign-on identities.
-Imported by runs.models, so Django finds them in the runs app."""
+"""Models for access and operations: API tokens, the /metrics counters and single sign-on
+identities. Imported by runs.models, so Django finds them in the runs app."""
 
 from __future__ import annotations
 
@@ -43,3 +43,52 @@ class SSOIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} at {self.issuer}"
+
+
+class ApiToken(models.Model):
+    """A personal access token for the JSON API (runs.tokens makes and checks them).
+
+    Only the SHA-256 of the token is stored: it has 256 random bits, so a fast hash is
+    enough and lets each request find its token with one indexed lookup. `prefix` (the
+    first characters, never enough to use) tells a person's tokens apart on the page.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "runs:read", "Read runs (runs:read)"
+        START = "runs:start", "Start, rerun and cancel runs (runs:start)"
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_by = models.CharField(max_length=150, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], condition=models.Q(
+                revoked_at__isnull=True), name="api_token_live_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_usable(self, now=None) -> bool:
+        now = now or timezone.now()
+        return (self.revoked_at is None
+                and (self.expires_at is None or self.expires_at > now)
+                and self.user.is_active)
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return "Revoked"
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return "Expired"
+        return "Active"
