@@ -43,7 +43,7 @@ CSV_HEADER = [
     "dashboard_run", "requested_at", "started_by", "environment", "job_id", "include_selector",
     "exclude_selector", "parallelism", "force", "run_counter", "run_link", "outcome", "status",
     "coalesce_status", "coalesce_started_at", "coalesce_ended_at", "duration_seconds",
-    "error",
+    "error", "via_api_token",
 ]
 # `outcome` is the run's one outcome in the pages' words ("Couldn't start: rate limited");
 # `status` and `coalesce_status` are the raw start state and Coalesce's runStatus behind it.
@@ -119,7 +119,7 @@ def csv_record(values: tuple) -> list:
     """The CSV cells of one run from its EXPORT_FIELDS values."""
     (pk, created, created_by, environment, job_id, include, exclude, parallelism, force,
      run_counter, run_link, status, coalesce_status, started, ended, error, stopped_following,
-     failure_summary) = values
+     failure_summary, via_token_name) = values
     outcome = _outcome_words(status, coalesce_status, stopped_following is not None)
     duration = ""
     if started is not None and ended is not None:
@@ -131,7 +131,7 @@ def csv_record(values: tuple) -> list:
         "" if run_counter is None else run_counter, csv_safe(run_link),
         outcome, csv_safe(status),
         csv_safe(coalesce_status), _iso(started), _iso(ended), duration,
-        csv_safe(failure_summary or error),
+        csv_safe(failure_summary or error), csv_safe(via_token_name),
     ]
 
 

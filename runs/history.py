@@ -132,7 +132,7 @@ ROW_FIELDS = (
     "pk", "created_at", f"created_by__{User.USERNAME_FIELD}", "profile__name", "job_id",
     "include_selector", "exclude_selector", "parallelism", "force", "run_counter",
     "run_link", "status", "coalesce_status", "coalesce_started_at", "coalesce_ended_at",
-    "error_message", "stopped_following_at", "failure_summary",
+    "error_message", "stopped_following_at", "failure_summary", "via_token_name",
 )
 NEWEST_FIRST = ("-created_at", "-pk")
 
@@ -159,6 +159,7 @@ class HistoryRow:
     error_message: str
     stopped_following_at: datetime | None
     failure_summary: str
+    via_token_name: str  # the API token that started it; "" from a page
 
     # Display values, computed here rather than with template filters: the table renders
     # 50 rows per page, and each filter call in a row costs more than the page's query.

@@ -504,6 +504,11 @@ class Run(models.Model):
                                         self.stopped_following_at)
 
     @property
+    def number(self) -> str:
+        """The run's one number: Coalesce's runCounter once it has one, else "#<our id>"."""
+        return str(self.run_counter) if self.run_counter is not None else f"#{self.pk}"
+
+    @property
     def outcome(self) -> Outcome:
         return outcome_of(self.status, self.coalesce_status, self.stopped_following_at)
 

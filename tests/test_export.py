@@ -58,7 +58,7 @@ def test_it_streams_every_column_as_csv(alice_client, alice, profile):
         "outcome": "Succeeded", "status": "started", "coalesce_status": "completed",
         "coalesce_started_at": "2024-05-10T12:00:05+00:00",
         "coalesce_ended_at": "2024-05-10T12:04:17+00:00", "duration_seconds": "252.0",
-        "error": "Nothing wrong",
+        "error": "Nothing wrong", "via_api_token": "",
     }]
 
 

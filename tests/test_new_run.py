@@ -425,7 +425,7 @@ def test_it_shows_the_run_page_to_alice(alice, alice_client, profile):
 
     response = alice_client.get(run.get_absolute_url())
 
-    assert f"Run {run.pk} on Production" in response.content.decode()
+    assert f"Run {run.number} on Production" in response.content.decode()
 
 
 def test_it_hides_a_run_on_an_environment_bob_may_not_run(client, alice, bob, profile):
@@ -441,7 +441,7 @@ def test_it_shows_any_run_to_an_auditor(client, alice, carol, profile):
 
     response = client.get(run.get_absolute_url())
 
-    assert f"Run {run.pk} on Production" in response.content.decode()
+    assert f"Run {run.number} on Production" in response.content.decode()
 
 
 def test_it_sends_anonymous_visitors_of_a_run_to_log_in(client, alice, profile):

@@ -130,7 +130,7 @@ def test_cancel_needs_its_own_permission(alice_client, alice, profile):
 def test_cancel_asks_for_confirmation_showing_what_stops(alice_client, alice, profile):
     run = _cancellable_run(profile, alice)
     page = alice_client.get(reverse("runs:cancel", args=[run.pk])).content.decode()
-    assert f"Cancel run {run.pk}?" in page
+    assert f"Cancel run {run.number}?" in page
     assert "Job 7" in page and "Production" in page and "Cancel run 31</button>" in page
 
 
@@ -248,9 +248,9 @@ def test_it_reruns_the_failed_nodes_as_a_linked_run(alice_client, alice, profile
     rerun = Run.objects.get(rerun_of=run)
     assert (rerun.run_counter, rerun.status) == (32, Run.Status.STARTED)
     page = response.content.decode()
-    assert f"Rerun of <a href=\"{run.get_absolute_url()}\">run {run.pk}</a>" in page
+    assert f"Rerun of <a href=\"{run.get_absolute_url()}\">run {run.number}</a>" in page
     original = alice_client.get(run.get_absolute_url()).content.decode()
-    assert f"Rerun as <a href=\"{rerun.get_absolute_url()}\">run {rerun.pk}</a>" in original
+    assert f"Rerun as <a href=\"{rerun.get_absolute_url()}\">run {rerun.number}</a>" in original
     assert rerun.request_body["userCredentials"] == {"snowflakeAuthType": "OAuth"}
     assert AuditEntry.objects.filter(action="run_rerun", details__rerun_of=run.pk).exists()
     # The same form posted again starts nothing new.

@@ -31,6 +31,6 @@ def test_it_filters_the_history_and_opens_a_run(page: Page, log_in, alice, demo_
     expect(page).to_have_url(re.compile(rf"environment={broken_profile.pk}"))
 
     rows.first.get_by_role("link").first.click()
-    expect(page.get_by_role("heading", name=f"Run {broken.pk} on {broken_profile.name}")
+    expect(page.get_by_role("heading", name=f"Run {broken.number} on {broken_profile.name}")
            ).to_be_visible()
     expect(page.locator(".outcome-line")).to_have_text("! Couldn't start: unreachable")
