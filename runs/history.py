@@ -135,6 +135,8 @@ ROW_FIELDS = (
     "error_message", "stopped_following_at", "failure_summary", "via_token_name",
 )
 NEWEST_FIRST = ("-created_at", "-pk")
+# The most a tooltip in the history carries of a run's selectors or error.
+TITLE_LIMIT = 300
 
 
 @dataclass
@@ -205,9 +207,12 @@ class HistoryRow:
 
     @property
     def target_title(self) -> str:
+        """A longer form of the selectors for the tooltip, still capped: the history never
+        embeds whole selectors (a page of 50 rows must stay small); the run page has them."""
         if self.job_id or self.targets_everything:
             return ""
-        return " minus ".join(s for s in (self.include_selector, self.exclude_selector) if s)
+        text = " minus ".join(s for s in (self.include_selector, self.exclude_selector) if s)
+        return _shorten(text, TITLE_LIMIT)
 
     @property
     def error_summary(self) -> str:
@@ -216,9 +221,9 @@ class HistoryRow:
 
     @property
     def error_full(self) -> str:
-        """The whole summary, for a title when error_summary is cut ("" if not cut)."""
+        """A longer summary, for a title when error_summary is cut ("" if not cut)."""
         text = self.failure_summary or self.error_first_line
-        return text if len(text) > 160 else ""
+        return _shorten(text, TITLE_LIMIT) if len(text) > 160 else ""
 
     @property
     def is_moving(self) -> bool:

@@ -556,3 +556,13 @@ def test_a_word_in_many_runs_is_found_by_reading_the_newest(alice_client, alice,
     monkeypatch.setattr(history, "FTS_MAX_CANDIDATES", 2)  # SQLite: past the FTS5 path
     assert pks_on(alice_client.get(URL, {"q": "fct_"})) == expected
     assert pks_on(alice_client.get(URL, {"q": "fct_9"})) == []
+
+
+def test_the_history_never_embeds_whole_selectors(alice_client, alice, profile):
+    selector = "{ name: " + "X" * 3_900 + " }"
+    factories.make_run(profile, alice, include_selector=selector, exclude_selector=selector)
+
+    html = alice_client.get(URL).content.decode()
+
+    assert selector not in html and "X" * 400 not in html
+    assert len(html) < 40_000
