@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
 from runs import audit, service, tokens
+from runs.admin_base import ReadOnlyAdmin
 from runs.forms import ProfileForm
 from runs.http import client_ip
 from runs.models import ApiToken, AuditEntry, EnvironmentProfile, Preset, Run, RunEvent
@@ -166,19 +167,6 @@ class EnvironmentProfileAdmin(admin.ModelAdmin):
             report = service.test_connection(profile)
             level = messages.ERROR if report.problem else messages.SUCCESS
             self.message_user(request, f"{profile.name}: {report.summary()}", level)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records are evidence: nobody adds, edits or deletes them through the admin."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class RunEventInline(admin.TabularInline):

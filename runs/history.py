@@ -32,7 +32,7 @@ from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
 from runs import time_format
-from runs.models import COULD_NOT_START_REASONS, TERMINAL, CoalesceStatus, Outcome, Run, outcome_of
+from runs.models import COULD_NOT_START_REASONS, TERMINAL, CoalesceStatus, Outcome, Run, RunState
 
 if TYPE_CHECKING:
     from runs.filter_forms import RunFilterForm
@@ -140,7 +140,7 @@ TITLE_LIMIT = 300
 
 
 @dataclass
-class HistoryRow:
+class HistoryRow(RunState):
     """One run as the history table shows it (built from ROW_FIELDS)."""
 
     pk: int
@@ -189,11 +189,6 @@ class HistoryRow:
         return time_format.ago(self.created_at)
 
     @property
-    def number(self) -> str:
-        """The run's one number: Coalesce's runCounter once it has one, else "#pk"."""
-        return str(self.run_counter) if self.run_counter is not None else f"#{self.pk}"
-
-    @property
     def target(self) -> str:
         """The job, or a short form of the selectors (the full text is `target_title`)."""
         if self.job_id:
@@ -228,22 +223,8 @@ class HistoryRow:
     @property
     def is_moving(self) -> bool:
         """Whether the status may still change (the page then polls for it)."""
-        return Run.lifecycle_is_active(self.status, self.coalesce_status,
-                                       self.stopped_following_at)
+        return self.is_active
 
-    @cached_property
-    def outcome(self) -> Outcome:
-        return outcome_of(self.status, self.coalesce_status, self.stopped_following_at)
-
-    @property
-    def outcome_reason(self) -> str:
-        return COULD_NOT_START_REASONS.get(self.status, "")
-
-    @property
-    def outcome_words(self) -> str:
-        """"Failed", or "Couldn't start: rate limited": the badge's text, and the CSV's."""
-        reason = self.outcome_reason
-        return f"{self.outcome.label}: {reason}" if reason else str(self.outcome.label)
 
     @property
     def targets_everything(self) -> bool:

@@ -17,7 +17,7 @@ from django.db import connections
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils.dateparse import parse_datetime
 
-from runs.models import EnvironmentProfile, Run, RunEvent
+from runs.models import EnvironmentProfile, Run, RunEvent, lifecycle_is_active
 
 # Everything the live fragment shows that can change, besides the timeline (its newest
 # entry's id stands for it). Relative times ("3 min ago") and the elapsed time are kept
@@ -51,7 +51,7 @@ def live_state(request, pk: int) -> LiveState | None:
     if found is None:
         return None
     row = dict(zip(_COLUMNS, found, strict=True))
-    active = Run.lifecycle_is_active(row["status"], row["coalesce_status"],
+    active = lifecycle_is_active(row["status"], row["coalesce_status"],
                                      row["stopped_following_at"])
     marker = "|".join(str(row[name]) for name in (*_CHANGES, "newest_event"))
     marker += f"|{user.pk}"

@@ -273,7 +273,7 @@ class CoalesceStatus(models.TextChoices):
 #   - its start attempt is STARTED, or not yet resolved (SUBMITTING, UNKNOWN: reconciled);
 #   - Coalesce has not reported a terminal status;
 #   - the sweep has not stopped following it (too old, or left for a person).
-# `_ACTIVE` (SQL) and `Run.lifecycle_is_active` (Python) state the same rule; the
+# `_ACTIVE` (SQL) and `lifecycle_is_active` (Python) state the same rule; the
 # `run_active` partial index uses `_ACTIVE` verbatim so the sweep's query can use it.
 TERMINAL = frozenset({CoalesceStatus.COMPLETED, CoalesceStatus.FAILED, CoalesceStatus.CANCELED})
 _FOLLOWED_START_STATES = ("started", "submitting", "unknown")
@@ -352,6 +352,47 @@ def _active_condition(connection) -> RawSQL:
 _ACTIVE_SQL: dict[str, str] = {}
 
 
+def lifecycle_is_active(status: str, coalesce_status: str, stopped_following_at) -> bool:
+    """The Python twin of `_ACTIVE`."""
+    return (status in _FOLLOWED_START_STATES and stopped_following_at is None
+            and coalesce_status not in TERMINAL)
+
+
+class RunState:
+    """What a run's state means, for anything that has a run's fields: a Run, or a row of
+    the history read with values() (runs.history.HistoryRow). One definition for both."""
+
+    pk: int
+    run_counter: int | None
+    status: str
+    coalesce_status: str
+    stopped_following_at: object
+
+    @property
+    def is_active(self) -> bool:
+        return lifecycle_is_active(self.status, self.coalesce_status, self.stopped_following_at)
+
+    @property
+    def number(self) -> str:
+        """The run's one number: Coalesce's runCounter once it has one, else "#<our id>"."""
+        return str(self.run_counter) if self.run_counter is not None else f"#{self.pk}"
+
+    @property
+    def outcome(self) -> Outcome:
+        return outcome_of(self.status, self.coalesce_status, self.stopped_following_at)
+
+    @property
+    def outcome_reason(self) -> str:
+        """Why it couldn't start ("" for other outcomes)."""
+        return COULD_NOT_START_REASONS.get(self.status, "")
+
+    @property
+    def outcome_words(self) -> str:
+        """"Failed", or "Couldn't start: rate limited": the badge's text, and the CSV's."""
+        reason = self.outcome_reason
+        return f"{self.outcome.label}: {reason}" if reason else str(self.outcome.label)
+
+
 class RunQuerySet(models.QuerySet):
     def active(self) -> RunQuerySet:
         """Runs still moving (see the lifecycle note above `_ACTIVE`)."""
@@ -369,7 +410,7 @@ class RunQuerySet(models.QuerySet):
         return self.filter(profile__in=EnvironmentProfile.objects.runnable_by(user))
 
 
-class Run(models.Model):
+class Run(RunState, models.Model):
     """One attempt to start a refresh, written before Coalesce is called.
 
     The row exists before the call so that no attempt is ever lost: a crash between the
@@ -491,31 +532,6 @@ class Run(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("runs:detail", args=[self.pk])
-
-    @staticmethod
-    def lifecycle_is_active(status: str, coalesce_status: str, stopped_following_at) -> bool:
-        """The Python twin of `_ACTIVE`, for rows read with values() (the history)."""
-        return (status in _FOLLOWED_START_STATES and stopped_following_at is None
-                and coalesce_status not in TERMINAL)
-
-    @property
-    def is_active(self) -> bool:
-        return self.lifecycle_is_active(self.status, self.coalesce_status,
-                                        self.stopped_following_at)
-
-    @property
-    def number(self) -> str:
-        """The run's one number: Coalesce's runCounter once it has one, else "#<our id>"."""
-        return str(self.run_counter) if self.run_counter is not None else f"#{self.pk}"
-
-    @property
-    def outcome(self) -> Outcome:
-        return outcome_of(self.status, self.coalesce_status, self.stopped_following_at)
-
-    @property
-    def outcome_reason(self) -> str:
-        """Why it couldn't start ("" for other outcomes)."""
-        return COULD_NOT_START_REASONS.get(self.status, "")
 
     @property
     def is_finished(self) -> bool:

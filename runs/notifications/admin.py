@@ -10,6 +10,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 
+from runs.admin_base import ReadOnlyAdmin
 from runs.notifications.models import EVENTS, Delivery, Destination, NotificationRule
 
 
@@ -98,7 +99,7 @@ class NotificationRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdmin):
     """Every message: where, which event, how it went. Evidence: nobody edits it."""
 
     list_display = ["created_at", "run", "event", "recipient", "status", "attempts",
@@ -108,12 +109,3 @@ class DeliveryAdmin(admin.ModelAdmin):
     readonly_fields = ["run", "event", "target", "destination", "email", "status", "attempts",
                        "created_at", "next_attempt_at", "sent_at", "last_error"]
     exclude = ["claimed_until"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
