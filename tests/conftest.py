@@ -104,3 +104,30 @@ def simulator(simulator_options: dict[str, Any]) -> Iterator[SimulatorServer]:
     """
     with running_simulator(**simulator_options) as server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_request_at_a_time_on_in_memory_sqlite(django_db_setup) -> Iterator[None]:
+    """On SQLite in memory, the live server's threads share the test's one connection, and
+    a page that fires several requests at once (the history: its rows, its charts, its
+    status poll) could leave two threads inside SQLite together, where they hang. There
+    the live server answers one request at a time (Django then closes each connection, so
+    a browser's keep-alive cannot hold it); on PostgreSQL it stays threaded. Here, not in
+    tests/e2e: the first test to ask for live_server (the API schema run, say) starts the
+    one server of the session, so the class must be set before any test runs."""
+    from django.core.servers.basehttp import WSGIServer
+    from django.db import connection
+    from django.test.testcases import LiveServerThread
+
+    if connection.vendor != "sqlite" or not connection.is_in_memory_db():
+        yield
+        return
+    class OneAtATime(WSGIServer):
+        # The live server thread itself serves, with the shared connection it was given.
+        def __init__(self, *args, connections_override=None, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    threaded = LiveServerThread.server_class
+    LiveServerThread.server_class = OneAtATime
+    yield
+    LiveServerThread.server_class = threaded

@@ -50,31 +50,6 @@ def _browser_tests_required() -> bool:
     return os.environ.get("REQUIRE_BROWSER_TESTS", "").strip().lower() in ("true", "1", "yes")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_request_at_a_time_on_in_memory_sqlite(django_db_setup) -> Iterator[None]:
-    """On SQLite in memory, the live server's threads share the test's one connection, and
-    a page that fires several requests at once (the history: its rows, its charts, its
-    status poll) could leave two threads inside SQLite together, where they hang. There
-    the live server answers one request at a time (Django then closes each connection, so
-    a browser's keep-alive cannot hold it); on PostgreSQL it stays threaded."""
-    from django.core.servers.basehttp import WSGIServer
-    from django.db import connection
-    from django.test.testcases import LiveServerThread
-
-    if connection.vendor != "sqlite" or not connection.is_in_memory_db():
-        yield
-        return
-    class OneAtATime(WSGIServer):
-        # The live server thread itself serves, with the shared connection it was given.
-        def __init__(self, *args, connections_override=None, **kwargs):
-            super().__init__(*args, **kwargs)
-
-    threaded = LiveServerThread.server_class
-    LiveServerThread.server_class = OneAtATime
-    yield
-    LiveServerThread.server_class = threaded
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the browser tests last, after pytest-django has ordered the rest.
