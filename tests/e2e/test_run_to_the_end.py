@@ -179,14 +179,14 @@ def test_a_failed_run_is_rerun_and_completes(page: Page, log_in, alice, failing_
     expect(rows.nth(2)).not_to_have_class("node-failed")
 
     page.get_by_role("link", name="Rerun failed nodes").click()
-    expect(page.get_by_role("heading", name=f"Rerun the failed nodes of run {failed.pk}")
+    expect(page.get_by_role("heading", name=f"Rerun the failed nodes of run {failed.number}")
            ).to_be_visible()
     page.get_by_role("button", name="Rerun failed nodes").click()
 
-    expect(page.get_by_text(f"Rerun of run {failed.pk}")).to_be_visible()
+    expect(page.get_by_text(f"Rerun of run {failed.number}")).to_be_visible()
     rerun = Run.objects.get(rerun_of=failed)
     expect(page).to_have_url(re.compile(rf"{rerun.get_absolute_url()}$"))
-    expect(page.get_by_role("link", name=f"run {failed.pk}", exact=True)).to_have_attribute(
+    expect(page.get_by_role("link", name=f"run {failed.number}", exact=True)).to_have_attribute(
         "href", failed.get_absolute_url())
     page.evaluate("window.__marker = 1")
     expect_status_in_place(page, "completed")
@@ -194,5 +194,5 @@ def test_a_failed_run_is_rerun_and_completes(page: Page, log_in, alice, failing_
     expect(rows).to_have_count(2)
     expect(page.locator("table.nodes tr.node-failed")).to_have_count(0)
 
-    page.get_by_role("link", name=f"run {failed.pk}", exact=True).click()
-    expect(page.get_by_text(f"Rerun as run {rerun.pk}:")).to_contain_text("Succeeded")
+    page.get_by_role("link", name=f"run {failed.number}", exact=True).click()
+    expect(page.get_by_text(f"Rerun as run {rerun.number}:")).to_contain_text("Succeeded")
