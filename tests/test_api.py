@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from runs.models import ApiToken, AuditEntry, Run
 from tests.api_helpers import call, make_token
+from tests.cases import FAILED_RESULTS
 from tests.factories import grant, make_run, sim_profile
-from tests.test_run_actions import FAILED_RESULTS
 
 pytestmark = pytest.mark.django_db
 BASE = "https://app.coalescesoftware.io"

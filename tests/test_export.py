@@ -20,6 +20,7 @@ from runs import exports
 from runs.models import Run
 from runs.summaries import summarise
 from tests import factories
+from tests.cases import OUTCOME_CASES
 from tests.factories import assert_redirects_to_login
 
 URL = reverse("runs:export")
@@ -185,29 +186,6 @@ def test_it_is_linked_from_the_history_with_the_same_filters(alice_client, alice
     assert 'href="/history/export.csv?outcome=running">Export CSV</a>' in html
 
 
-# Every start state with every Coalesce status (and followed or not): the CSV's outcome
-# is the words the pages use.
-OUTCOME_CASES = [
-    ("submitting", "", False, "Queued"),
-    ("submitting", "", True, "Outcome unknown"),
-    ("unknown", "", False, "Outcome unknown"),
-    ("rejected", "", False, "Couldn't start: rejected by Coalesce"),
-    ("rate_limited", "", False, "Couldn't start: rate limited"),
-    ("unreachable", "", False, "Couldn't start: unreachable"),
-    ("not_sent", "", False, "Couldn't start: not sent"),
-    ("started", "", False, "Queued"),
-    ("started", "waitingToRun", False, "Queued"),
-    ("started", "initializing", False, "Running"),
-    ("started", "rendering", False, "Running"),
-    ("started", "running", False, "Running"),
-    ("started", "somethingNew", False, "Running"),
-    ("started", "completed", False, "Succeeded"),
-    ("started", "failed", False, "Failed"),
-    ("started", "canceled", False, "Cancelled"),
-    ("started", "running", True, "No longer followed"),
-    ("started", "", True, "No longer followed"),
-    ("started", "completed", True, "Succeeded"),
-]
 
 
 @pytest.mark.parametrize(("status", "coalesce_status", "unfollowed", "words"), OUTCOME_CASES)

@@ -279,7 +279,7 @@ def kept() -> dict:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_counts_follow_every_kind_of_write(alice, profile, staging):
-    from tests.test_export import OUTCOME_CASES
+    from tests.cases import OUTCOME_CASES
 
     runs = [make_run(profile, alice, at(1, 10), status=status, coalesce_status=cs,
                      stopped_following_at=at(1, 11) if unfollowed else None)

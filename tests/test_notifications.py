@@ -18,9 +18,9 @@ from django_tasks_db.models import DBTaskResult
 from runs.models import Run
 from runs.notifications import delivery, events, transports
 from runs.notifications.models import Delivery, Destination, NotificationRule, RunSubscription
+from tests.cases import FAILED_RESULTS
 from tests.factories import make_run
 from tests.notify_servers import smtp_server, webhook_receiver
-from tests.test_run_actions import FAILED_RESULTS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SECRET = "whsec-test-0123456789"

@@ -13,6 +13,7 @@ from django.utils import timezone
 from responses import matchers
 
 from runs.models import AuditEntry, Run
+from tests.cases import FAILED_RESULTS
 from tests.factories import grant, make_run
 
 pytestmark = pytest.mark.django_db
@@ -34,15 +35,6 @@ def _cancellable_run(profile, alice, *, org="org-1", **fields) -> Run:
     return _run(profile, alice, **fields)
 
 
-FAILED_RESULTS = [
-    {"node_id": "a", "name": "STG_OK", "status": "completed", "stages": [], "error": "",
-     "failed_sql": "", "duration_seconds": 1.5, "rows_inserted": 10, "rows_updated": 0,
-     "rows_deleted": 0, "has_test_failures": False},
-    {"node_id": "b", "name": "FCT_BROKEN", "status": "failed", "stages": [],
-     "error": "invalid identifier 'AMOUNT'", "failed_sql": "select amount from x",
-     "duration_seconds": 0.4, "rows_inserted": None, "rows_updated": None,
-     "rows_deleted": None, "has_test_failures": False},
-]
 
 
 # --- live status ---

@@ -458,7 +458,7 @@ def test_its_query_count_does_not_grow_with_depth(alice_client, alice, profile,
 from runs.history import outcome_condition  # noqa: E402
 from runs.models import Outcome, outcome_of  # noqa: E402
 from runs.summaries import summarise  # noqa: E402
-from tests.test_export import OUTCOME_CASES  # noqa: E402
+from tests.cases import OUTCOME_CASES  # noqa: E402
 
 
 @pytest.mark.parametrize(("status", "coalesce_status", "unfollowed", "words"), OUTCOME_CASES)

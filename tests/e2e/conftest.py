@@ -26,11 +26,12 @@ from playwright.sync_api import (
 
 from coalesce_simulator import SimulatorServer
 from runs.models import EnvironmentProfile
+from tests.e2e.support import sweeper  # noqa: F401 (a fixture for every browser test)
 from tests.factories import sim_profile
 
 CHROMIUM = Path("/usr/bin/chromium")
-# As the machine's notes say: without the networking flags Chromium keeps trying to reach
-# Google's hosts, which this closed network refuses.
+# Without the networking flags Chromium keeps reaching out to its vendor's services, which
+# a test has no business waiting on.
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

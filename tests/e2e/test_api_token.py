@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from runs.models import Run
 from tests.e2e.conftest import check_page
-from tests.e2e.test_run_to_the_end import simulator_options, sweeper  # noqa: F401
+from tests.e2e.support import simulator_options  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ci-start-run"

@@ -11,10 +11,9 @@ from playwright.sync_api import Page, expect
 from runs import catalogue
 from runs.models import Run
 from tests.e2e.conftest import check_page
-from tests.e2e.test_run_to_the_end import (
+from tests.e2e.support import (
     FINISH_TIMEOUT_MS,
     simulator_options,  # noqa: F401 - a fixture
-    sweeper,  # noqa: F401 - a fixture
 )
 from tests.factories import sim_profile
 
@@ -124,3 +123,20 @@ def test_the_picker_works_without_javascript(page_without_js, log_in, alice, nod
     expect(page.get_by_label("Exclude nodes")).to_have_value(
         "{ location: STAGING name: STG_ORDERS }")
     expect(page.locator(".preview-count")).to_have_text("Matches 299 nodes")
+
+
+def test_the_form_stays_while_the_node_list_is_fetched(page: Page, log_in, alice, simulator,
+                                                       analysts):
+    # No worker runs here: the refresh the form asks for stays queued, so the node-list
+    # line keeps polling for news. Its answer replaces that line, never the form.
+    sim_profile(simulator.state.base_url, "fresh", name="Fresh (no node list yet)",
+                groups=[analysts])
+    log_in(page)
+    page.goto("/runs/new/")
+    page.get_by_label("Environment", exact=True).select_option(label="Fresh (no node list yet)")
+    status = page.locator("#catalogue-status")
+    expect(status).to_contain_text("No node list yet")
+    page.wait_for_timeout(4_500)  # two polls of the node-list line
+    expect(status).to_have_count(1)
+    expect(page.get_by_role("button", name="Start run")).to_be_visible()
+    expect(page.get_by_label("Parallelism")).to_be_visible()
