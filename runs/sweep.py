@@ -171,10 +171,9 @@ def _list_since(client, profile, since: datetime, report: SweepReport) -> list[R
                                 direction="asc", starting_from=cursor, limit=LISTING_PAGE)
         report.calls += 1
         found.extend(page.runs)
-        following = page.next if page.next is not None else _last_start(page.runs, LISTING_PAGE)
-        if not page.runs or following is None or str(following) == str(cursor):
+        cursor = _next_cursor(page, cursor, LISTING_PAGE)
+        if cursor is None:
             break
-        cursor = following
     return found
 
 
@@ -204,11 +203,20 @@ def _detailed_since(client, profile, unresolved: list[Run], listing: list[RunSum
         finally:
             report.calls += 1
         found.extend(page.runs)
-        following = page.next if page.next is not None else _last_start(page.runs, size)
-        if not page.runs or following is None or str(following) == str(cursor):
+        cursor = _next_cursor(page, cursor, size)
+        if cursor is None:
             break
-        cursor = following
     return found
+
+
+def _next_cursor(page, cursor: str | int, size: int) -> str | int | None:
+    """Where the listing goes on after `page` (asked for `size` runs from `cursor`):
+    Coalesce's `next`, else the last run's start time of a full page; None when it ends
+    or the cursor would not move."""
+    following = page.next if page.next is not None else _last_start(page.runs, size)
+    if not page.runs or following is None or str(following) == str(cursor):
+        return None
+    return following
 
 
 def _skip_one(cursor: str | int, starts: list[datetime], profile, exc: CoalesceError,
