@@ -7,13 +7,13 @@ ready-made attribute strings.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from functools import cached_property
 
 from django.db.models import (
-    BigIntegerField,
     BooleanField,
     Count,
     DurationField,
@@ -25,9 +25,9 @@ from django.db.models import (
 )
 from django.db.models.functions import TruncDate
 from django.utils import timezone
-from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from runs.counts import kept_for_site_zone
 from runs.filter_forms import EARLIEST_DATE, day_range
 from runs.history import RunHistory, format_duration
 from runs.models import GOING, EnvironmentProfile, Outcome, RunCount, outcome_of
@@ -66,12 +66,13 @@ def charts_for(history: RunHistory, profiles: QuerySet[EnvironmentProfile] | Non
 
     `history` must be valid. With `profiles` (the environments the viewer may see) and no
     filter but environment, dates and a finished outcome, the numbers come from the
-    counts the database keeps (runs.counts): one small query, whatever the number of runs.
-    Otherwise two grouped queries over the matching runs.
+    counts the database keeps by day (runs.counts): one small query, whatever the number
+    of runs. Otherwise (or while the counts are by another time zone's days, until the
+    next migrate) two grouped queries over the matching runs.
     """
     start, end, capped = _chart_range(history.form.cleaned_data)
     data = history.form.cleaned_data
-    if profiles is not None and _counts_answer(data):
+    if profiles is not None and _counts_answer(data) and kept_for_site_zone():
         return _charts_from_counts(start, end, capped, profiles, data)
     runs = history.filtered(dates=False).filter(day_range("created_at", start, end))
     groups = (
@@ -98,7 +99,7 @@ def charts_for(history: RunHistory, profiles: QuerySet[EnvironmentProfile] | Non
 
 
 def _counts_answer(data: dict) -> bool:
-    """Whether the kept counts can answer these filters: they know environments, hours
+    """Whether the kept counts can answer these filters: they know environments, days
     and chart parts, not people, forced runs, words, or queued from running."""
     return (not data["user"] and not data["force"] and not data["q"]
             and data["outcome"] in ("", *_BUCKET_OF_FILTER))
@@ -111,26 +112,20 @@ _BUCKET_OF_FILTER = {Outcome.SUCCEEDED: OK, Outcome.FAILED: FAILED,
 
 def _charts_from_counts(start: date, end: date, capped: bool,
                         profiles: QuerySet[EnvironmentProfile], data: dict) -> Charts:
-    counts = RunCount.objects.filter(n__gt=0, profile__in=profiles)
+    counts = RunCount.objects.filter(n__gt=0, profile__in=profiles,
+                                     day__range=(_day_number(start), _day_number(end)))
     if data["environment"]:
         counts = counts.filter(profile=data["environment"])
     if data["outcome"]:
         counts = counts.filter(bucket=_BUCKET_OF_FILTER[Outcome(data["outcome"])])
     rows, seconds = [], {}
-    # Hours are added up into local days by the database, one query per stretch of days
-    # with one UTC offset (a daylight saving change starts a new stretch).
-    for first, last, offset in _stretches(start, end):
-        day = ExpressionWrapper((F("hour") * 3600 + offset) / 86400, output_field=BigIntegerField())
-        groups = (counts.filter(hour__gte=first, hour__lt=last).annotate(day=day)
-                  .values_list("profile", "profile__name", "day", "bucket")
-                  .annotate(total=Sum("n"), spent=Sum("seconds"), timed=Sum("timed"))
-                  .order_by())
-        for pk, name, day_number, part, n, spent, timed in groups:
-            rows.append((pk, name, _EPOCH + timedelta(days=day_number), part, n))
-            if part == OK:
-                total = seconds.setdefault(pk, [0.0, 0])
-                total[0] += spent
-                total[1] += timed
+    for pk, name, day_number, part, n, spent, timed in counts.values_list(
+            "profile", "profile__name", "day", "bucket", "n", "seconds", "timed"):
+        rows.append((pk, name, _EPOCH + timedelta(days=day_number), part, n))
+        if part == OK:
+            total = seconds.setdefault(pk, [0.0, 0])
+            total[0] += spent
+            total[1] += timed
     return build_charts(start, end, capped, rows,
                         ((pk, spent, timed) for pk, (spent, timed) in seconds.items()))
 
@@ -138,29 +133,8 @@ def _charts_from_counts(start: date, end: date, capped: bool,
 _EPOCH = date(1970, 1, 1)
 
 
-def _stretches(start: date, end: date) -> list[tuple[int, int, int]]:
-    """(first hour, end hour, UTC offset in seconds) for runs of days sharing an offset."""
-    stretches: list[tuple[int, int, int]] = []
-    day = start
-    while day <= end:
-        begin, offset = _start_of(day), _offset(day)
-        stop = day + timedelta(days=1)
-        while stop <= end and _offset(stop) == offset:
-            stop += timedelta(days=1)
-        stretches.append((begin // 3600, _start_of(stop) // 3600, offset))
-        day = stop
-    return stretches
-
-
-def _offset(day: date) -> int:
-    """The site time zone's UTC offset at noon on `day`, in seconds."""
-    noon = timezone.make_aware(datetime.combine(day, datetime.min.time()) + timedelta(hours=12))
-    return int(noon.utcoffset().total_seconds())
-
-
-def _start_of(day: date) -> int:
-    """The first second of `day` in the site's time zone, as a Unix time."""
-    return int(timezone.make_aware(datetime.combine(day, datetime.min.time())).timestamp())
+def _day_number(day: date) -> int:
+    return (day - _EPOCH).days
 
 
 def _chart_range(data: dict) -> tuple[date, date, bool]:
@@ -211,29 +185,23 @@ class OutcomeTotals:
     def outcome_summary(self) -> str:
         """For example "3 succeeded, 1 failed, 0 cancelled, …, 2 still going"."""
         totals = self.totals
-        return ", ".join(f"{totals[o]} {OUTCOME_LABELS[o].lower()}" for o in OUTCOME_LABELS)
+        return ", ".join(f"{totals[o]} {label}" for o, label in _SUMMARY_LABELS.items())
 
 
-@dataclass
-class Segment:
-    outcome: str
-    geometry: str  # the <rect>'s x, y, width and height attributes (numbers only)
+_SUMMARY_LABELS = {o: label.lower() for o, label in OUTCOME_LABELS.items()}
 
 
 @dataclass
 class DayBar(OutcomeTotals):
     day: date
     counts: dict[str, int]
-    x: float = 0
-    width: float = 0
-    segments: list[Segment] = field(default_factory=list)
 
     @property
     def totals(self) -> dict[str, int]:
         return self.counts
 
-    @property
-    def total(self) -> int:
+    @cached_property
+    def total(self) -> int:  # asked once the counts are complete (build_charts)
         return sum(self.counts.values())
 
     @property
@@ -261,16 +229,7 @@ class EnvironmentChart(OutcomeTotals):
     # The bars and the per-day table as markup built here, not in the template: a month of
     # 20 environments is 600 bars and 600 table rows, and a template variable for each
     # part of each was most of the charts' time. Every value is a number or escaped.
-
-    @property
-    def bars_svg(self) -> str:
-        groups = []
-        for bar in self.bars:
-            if bar.segments:
-                rects = "".join(f'<rect class="chart-segment" {s.geometry} '
-                                f'fill="url(#chart-fill-{s.outcome})"/>' for s in bar.segments)
-                groups.append(f"<g><title>{escape(bar.label)}</title>{rects}</g>")
-        return mark_safe("\n".join(groups))
+    bars_svg: str = ""
 
     @property
     def day_rows_html(self) -> str:
@@ -305,24 +264,26 @@ class EnvironmentChart(OutcomeTotals):
                 "first_day": self.bars[0].day, "last_day": self.bars[-1].day}
 
     def layout(self) -> None:
-        """Place the stacked bars: one slot per day, outcomes stacked in OUTCOME order."""
+        """Draw the stacked bars: one slot per day, outcomes stacked in OUTCOME order."""
         self.y_max = max(1, max(bar.total for bar in self.bars))
-        plot_width = CHART_WIDTH - PLOT_LEFT - PLOT_RIGHT
-        plot_height = CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM
-        slot = plot_width / len(self.bars)
-        for index, bar in enumerate(self.bars):
-            bar.x = round(PLOT_LEFT + index * slot + slot * 0.1, 2)
-            bar.width = round(max(slot * 0.8, 1), 2)
-            base = CHART_HEIGHT - PLOT_BOTTOM
-            for name in OUTCOME_LABELS:
-                if bar.counts[name]:
-                    height = plot_height * bar.counts[name] / self.y_max
-                    base -= height
-                    # One attribute string rather than four template variables: a month
-                    # of 20 environments draws over a thousand rectangles.
-                    geometry = (f'x="{bar.x}" y="{round(base, 2)}" width="{bar.width}" '
-                                f'height="{round(height, 2)}"')
-                    bar.segments.append(Segment(name, mark_safe(geometry)))
+        slot = (CHART_WIDTH - PLOT_LEFT - PLOT_RIGHT) / len(self.bars)
+        width = round(max(slot * 0.8, 1), 2)
+        groups = [self._bar_svg(bar, round(PLOT_LEFT + index * slot + slot * 0.1, 2), width)
+                  for index, bar in enumerate(self.bars) if bar.total]
+        self.bars_svg = mark_safe("\n".join(groups))
+
+    def _bar_svg(self, bar: DayBar, x: float, width: float) -> str:
+        scale = (CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM) / self.y_max
+        base = CHART_HEIGHT - PLOT_BOTTOM
+        rects = []
+        for name in OUTCOME_LABELS:
+            if n := bar.counts[name]:
+                height = scale * n
+                base -= height
+                rects.append(f'<rect class="chart-segment" x="{x}" y="{round(base, 2)}" '
+                             f'width="{width}" height="{round(height, 2)}" '
+                             f'fill="url(#chart-fill-{name})"/>')
+        return f"<g><title>{html.escape(bar.label)}</title>{''.join(rects)}</g>"
 
 
 @dataclass

@@ -624,23 +624,30 @@ class AuditEntry(models.Model):
 
 class RunCount(models.Model):
     """How many runs of an environment fall in one chart part (runs.charts.OUTCOME_LABELS)
-    in one UTC hour, with the total seconds of the succeeded ones that have both times.
+    on one day of the site's time zone, with the total seconds of the succeeded ones that
+    have both times.
 
     Written only by database triggers on runs_run (runs.counts), read by the charts.
     """
 
     profile = models.ForeignKey(EnvironmentProfile, on_delete=models.CASCADE,
                                 related_name="+", db_constraint=False)
-    hour = models.BigIntegerField()  # hours since 1970-01-01 UTC
+    day = models.BigIntegerField()  # days since 1970-01-01 in RunCountZone's zone
     bucket = models.CharField(max_length=16)
     n = models.IntegerField(default=0)
     seconds = models.FloatField(default=0)
     timed = models.IntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["profile", "hour", "bucket"],
+        constraints = [models.UniqueConstraint(fields=["profile", "day", "bucket"],
                                                name="runcount_one_per_part")]
-        indexes = [models.Index(fields=["hour", "profile"], name="runcount_hour")]
+        indexes = [models.Index(fields=["day", "profile"], name="runcount_day")]
+
+
+class RunCountZone(models.Model):
+    """The one time zone whose days RunCount counts in (runs.counts.rebuild writes it)."""
+
+    zone = models.CharField(max_length=64)
 
 
 class SweepState(models.Model):

@@ -149,7 +149,7 @@ def test_it_applies_the_other_filters(admin_client, known, profile):
 def test_it_reads_the_kept_counts_not_the_runs(alice_client, known):
     with CaptureQueriesContext(connection) as queries:
         charts_html(alice_client)
-    counted = [q["sql"] for q in queries if "runs_runcount" in q["sql"]]
+    counted = [q["sql"] for q in queries if '"runs_runcount"' in q["sql"]]
     assert len(counted) == 1
     assert not any('FROM "runs_run"' in q["sql"] for q in queries)
 
@@ -263,10 +263,10 @@ def test_it_renders_the_partial_from_plain_data():
 
 
 def scanned(user_runs) -> dict:
-    """(profile, UTC hour, chart part) -> runs, counted from the runs themselves."""
+    """(profile, local day, chart part) -> runs, counted from the runs themselves."""
     totals: dict = {}
     for run in user_runs:
-        key = (run.profile_id, int(run.created_at.timestamp()) // 3600,
+        key = (run.profile_id, (timezone.localdate(run.created_at) - date(1970, 1, 1)).days,
                charts.bucket(run.status, run.coalesce_status,
                              run.stopped_following_at is not None))
         totals[key] = totals.get(key, 0) + 1
@@ -274,7 +274,7 @@ def scanned(user_runs) -> dict:
 
 
 def kept() -> dict:
-    return {(c.profile_id, c.hour, c.bucket): c.n for c in RunCount.objects.filter(n__gt=0)}
+    return {(c.profile_id, c.day, c.bucket): c.n for c in RunCount.objects.filter(n__gt=0)}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -285,7 +285,7 @@ def test_the_counts_follow_every_kind_of_write(alice, profile, staging):
                      stopped_following_at=at(1, 11) if unfollowed else None)
             for status, cs, unfollowed, _ in OUTCOME_CASES]
     assert kept() == scanned(Run.objects.all())
-    # save(update_fields), bulk_update (the sweep), update() and a move to another hour,
+    # save(update_fields), bulk_update (the sweep), update() and a move to another day,
     # another environment and delete.
     runs[0].status = "started"
     runs[0].coalesce_status = "failed"
@@ -299,13 +299,25 @@ def test_the_counts_follow_every_kind_of_write(alice, profile, staging):
     assert kept() == scanned(Run.objects.all())
 
 
+@pytest.fixture
+def site_zone(settings, request):
+    """Sets TIME_ZONE to the test's zone and counts by its days, as migrate would; and
+    back to the test settings' zone afterwards."""
+    from runs import counts
+
+    before = settings.TIME_ZONE
+    settings.TIME_ZONE = request.param
+    counts.rebuild(connection, request.param)
+    yield request.param
+    settings.TIME_ZONE = before
+    counts.rebuild(connection, before)
+
+
 @pytest.mark.django_db(transaction=True)
-# (A zone with a half-hour offset, such as Asia/Kolkata, puts one half hour of each day on
-# the neighbouring day: the counts are kept per UTC hour; see runs.counts.)
-@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Europe/Berlin"])
+@pytest.mark.parametrize("site_zone", ["UTC", "America/New_York", "Europe/Berlin",
+                                       "Asia/Kolkata", "Pacific/Chatham"], indirect=True)
 def test_the_charts_from_the_counts_match_the_charts_from_the_runs(admin_user, known, alice,
-                                                                    profile, settings, zone):
-    settings.TIME_ZONE = zone
+                                                                    profile, site_zone):
     admin = admin_user
     # Around local midnights (and New York's change to summer time on 10 March).
     for day, hour in ((1, 3), (1, 4), (1, 5), (2, 18), (2, 19)):
@@ -313,6 +325,10 @@ def test_the_charts_from_the_counts_match_the_charts_from_the_runs(admin_user, k
             at(day, hour), 42))
     make_run(profile, alice, datetime(2024, 3, 10, 6, 30, tzinfo=UTC))
     make_run(profile, alice, datetime(2024, 3, 10, 7, 30, tzinfo=UTC))
+    # Either side of midnight in Kolkata (UTC+5:30) and Chatham (UTC+12:45).
+    for minute in (15, 45):
+        make_run(profile, alice, datetime(2024, 5, 2, 18, minute, tzinfo=UTC))
+        make_run(profile, alice, datetime(2024, 5, 1, 11, minute, tzinfo=UTC))
     from django.test import RequestFactory
 
     from runs import views
@@ -325,8 +341,47 @@ def test_the_charts_from_the_counts_match_the_charts_from_the_runs(admin_user, k
         history = views._history(request)
         assert history.is_valid()
         scan = charts.charts_for(history)
-        counted = charts.charts_for(history, EnvironmentProfile.objects.all())
+        with CaptureQueriesContext(connection) as queries:
+            counted = charts.charts_for(history, EnvironmentProfile.objects.all())
+        assert not any('FROM "runs_run"' in q["sql"] for q in queries)
         assert [(c.name, [bar.counts for bar in c.bars], c.seconds, c.timed)
                 for c in counted.environments] == [
             (c.name, [bar.counts for bar in c.bars], c.seconds, c.timed)
             for c in scan.environments]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_time_zone_is_counted_by_its_days_from_the_next_migrate(
+        admin_user, known, profile, alice, settings):
+    from runs import counts
+    from runs.models import EnvironmentProfile
+
+    make_run(profile, alice, datetime(2024, 5, 2, 23, 30, tzinfo=UTC))  # 3 May in Berlin
+    settings.TIME_ZONE = "Europe/Berlin"
+    try:
+        history = _admin_history(admin_user)
+        with CaptureQueriesContext(connection) as queries:
+            before = charts.charts_for(history, EnvironmentProfile.objects.all())
+        # Until then the counts are by UTC days: the charts count the runs themselves.
+        assert any('FROM "runs_run"' in q["sql"] for q in queries)
+        counts.follow_site_zone()  # what migrate runs at its end
+        assert kept() == scanned(Run.objects.all())
+        after = charts.charts_for(history, EnvironmentProfile.objects.all())
+        assert [bar.total for bar in after.environments[0].bars] == [
+            bar.total for bar in before.environments[0].bars]
+        assert after.environments[0].bars[-1].total == 1  # the run of 3 May, local time
+    finally:
+        settings.TIME_ZONE = "UTC"
+        counts.follow_site_zone()
+
+
+def _admin_history(admin):
+    from django.test import RequestFactory
+
+    from runs import views
+
+    request = RequestFactory().get(URL, RANGE)
+    request.user = admin
+    history = views._history(request)
+    assert history.is_valid()
+    return history

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 import responses
 from django.contrib.auth.models import Group, Permission, User
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from responses import matchers
@@ -328,6 +329,21 @@ def test_an_unchanged_poll_costs_one_query_after_the_login(client, who, alice, p
     # The session, its user, then the run's change marker with the visibility rule.
     with django_assert_num_queries(3):
         assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements")
+def test_on_postgresql_the_poll_prepares_its_query_once_per_connection(client, alice, profile):
+    run = _run(profile, alice)
+    client.force_login(alice)
+    url = reverse("runs:status", args=[run.pk])
+    for _ in range(3):
+        client.get(url)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    # Only the poll's marker query: every other query keeps client-side binding.
+    assert len(prepared) == 1 and '"runs_run"' in prepared[0]
 
 
 def test_a_poll_for_an_invisible_run_is_404_also_with_an_etag(client, bob, alice, profile):
