@@ -3,8 +3,9 @@
 Every environment gets the same shape of DAG, built deterministically from its size:
 SOURCES (RAW_*), STAGING (STG_*) reading one or two sources, MART dimensions and facts
 reading several staging nodes (fan-in), and REPORTING views over the marts, with popular
-staging nodes read by many marts (fan-out). The five nodes a default run reports
-(STG_ORDERS ... FCT_REVENUE) are part of it, with the same node IDs.
+staging nodes read by many marts (fan-out). A run with nothing selected reports all of
+it; the five nodes of a bulk-created run (STG_ORDERS ... FCT_REVENUE) are part of it, with
+the same node IDs.
 
 The selector evaluator here is written independently of the dashboard's (the simulator
 imports nothing from it), so the two cross-check each other in the end-to-end tests: the
@@ -22,7 +23,7 @@ from functools import lru_cache
 DEFAULT_NODE_COUNT = 300
 MAX_NODE_COUNT = 10_000
 NODE_ID_NAMESPACE = uuid.UUID("5b0c1f2e-3d4a-4b6c-8e9f-0a1b2c3d4e5f")  # as run.py
-# The nodes of a default run, with their upstream (location, name) pairs.
+# The seven nodes every catalogue starts with, with their upstream (location, name) pairs.
 CORE = (
     ("RAW_ORDERS", "SOURCES", "Source", ()),
     ("RAW_CUSTOMERS", "SOURCES", "Source", ()),

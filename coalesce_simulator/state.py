@@ -28,7 +28,14 @@ from coalesce_simulator.modes import (
     READ_RETRY_AFTER,
     check_mode,
 )
-from coalesce_simulator.run import DEFAULT_RUN_SECONDS, FAILED_NODES, NodeSpec, SimRun, fails
+from coalesce_simulator.run import (
+    DEFAULT_RUN_SECONDS,
+    NODE_NAMES,
+    NodeSpec,
+    SimRun,
+    nodes_to_fail,
+    spec_for,
+)
 
 KEPT_REQUESTS = 50
 RUNS_DEFAULT_LIMIT = 25
@@ -202,10 +209,12 @@ class SimulatorState:
         """
         environment_id = run_details["environmentID"]
         job_id = run_details.get("jobID")
-        picked = self._picked_nodes(environment_id, job_id, run_details)
+        specs = self._picked_nodes(environment_id, job_id, run_details)
+        nodes = tuple(spec.name for spec in specs)
         with self.lock:
             return self._add_run_unlocked(
-                **picked,
+                nodes=nodes,
+                node_specs=specs,
                 environment_id=environment_id,
                 job_id=job_id,
                 include_nodes_selector=run_details.get("includeNodesSelector"),
@@ -213,7 +222,7 @@ class SimulatorState:
                 parallelism=run_details.get("parallelism"),
                 force_ignore_workspace_status=run_details.get("forceIgnoreWorkspaceStatus"),
                 parameters=dict(parameters),
-                failing_nodes=tuple(FAILED_NODES) if fails(environment_id, job_id) else (),
+                failing_nodes=nodes_to_fail(nodes, environment_id, job_id),
                 credentials=dict(credentials or {}),
             )
 
@@ -232,32 +241,36 @@ class SimulatorState:
                 "excludeSelector": exclude}
 
     def _picked_nodes(self, environment_id: str, job_id: Any,
-                      run_details: dict[str, Any]) -> dict[str, Any]:
-        """A run with selectors (its own, or its job's) reports the catalogue nodes they
-        pick; any other run keeps the five default nodes."""
+                      run_details: dict[str, Any]) -> tuple[NodeSpec, ...]:
+        """What a run refreshes, in catalogue order: the nodes its selectors (its own, else
+        its job's) pick, or with nothing selected every node of the environment, as
+        Coalesce refreshes them all (and the dashboard's preview says "all N nodes")."""
         include = run_details.get("includeNodesSelector")
         exclude = run_details.get("excludeNodesSelector")
         job = self.job(job_id) if job_id is not None else None
         if not include and not exclude and job is not None:
             include, exclude = job["includeSelector"], job["excludeSelector"]
-        if not include and not exclude:
-            return {}
-        picked = select(self.nodes(environment_id), include, exclude)
-        specs = tuple(NodeSpec(n.name, n.location, f"* FROM {n.location}.{n.name}_SRC",
-                               1_000 + len(n.name) * 37) for n in picked)
-        return {"nodes": tuple(s.name for s in specs), "node_specs": specs}
+        catalogue = self.nodes(environment_id)
+        picked = select(catalogue, include, exclude) if include or exclude else catalogue
+        return tuple(spec_for(node.name, node.location) for node in picked)
 
     def create_runs(
         self, count: int, environment_ids: list[str], job_id: str | None = None
     ) -> list[SimRun]:
-        """Start ``count`` runs at once (environments taken in turn), as startRun would."""
+        """Start ``count`` runs at once (environments taken in turn), as startRun would,
+        except for their nodes: each run has the five of NODE_NAMES, not the catalogue.
+
+        The benchmarks (bench/sweep.py) and the worker tests create up to thousands of runs
+        this way to measure the sweep, which fetches each finished run's results: five
+        nodes keep those answers small, so the figures are the sweep's, not JSON parsing's.
+        """
         if count < 1 or not environment_ids:
             raise ValueError("count must be >= 1 and environment_ids non-empty")
         created = []
         with self.lock:
             for index in range(count):
                 environment_id = environment_ids[index % len(environment_ids)]
-                failing = tuple(FAILED_NODES) if fails(environment_id, job_id) else ()
+                failing = nodes_to_fail(NODE_NAMES, environment_id, job_id)
                 created.append(
                     self._add_run_unlocked(
                         environment_id=environment_id, job_id=job_id, failing_nodes=failing
@@ -303,6 +316,8 @@ class SimulatorState:
                 force_ignore_workspace_status=force_ignore_workspace_status,
                 parameters=dict(original.parameters if parameters is None else parameters),
                 nodes=original.failing_nodes,
+                node_specs=tuple(spec for spec in original.node_specs
+                                 if spec.name in original.failing_nodes),
                 rerun_of=original.run_counter,
                 credentials=dict(credentials or original.credentials),
             )

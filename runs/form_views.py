@@ -142,7 +142,9 @@ def selector_preview(request: AuthenticatedHttpRequest):
 @login_required
 @require_GET
 def job_check(request: AuthenticatedHttpRequest):
-    """What Coalesce says about the typed job ID (htmx). Never blocks the run."""
+    """What Coalesce says about the typed job ID (htmx), and the preview, out of band: the
+    check stores the job's selectors, which the preview of a job's run reads. Never
+    blocks the run."""
     profile = _profile(request, request.GET.get("environment"))
     job_id = request.GET.get("job_id", "").strip()
     job, problem, count = None, "", None
@@ -152,8 +154,11 @@ def job_check(request: AuthenticatedHttpRequest):
         # Where the node list can tell: what the job's own selectors match.
         found = run_form.preview_for(profile, job.include_selector, job.exclude_selector)
         count = found.preview.count if found.preview is not None else None
-    return render(request, FRAGMENTS + "job-check",
-                  {"job": job, "job_problem": problem, "job_node_count": count})
+    preview = run_form.preview_for(profile, request.GET.get("include_selector", ""),
+                                   request.GET.get("exclude_selector", ""), job_id)
+    return render(request, FRAGMENTS + "job-check-answer",
+                  {"job": job, "job_problem": problem, "job_node_count": count,
+                   "selector_preview": preview})
 
 
 @login_required

@@ -674,10 +674,16 @@ class SweepState(models.Model):
 
 # The models of other concerns live in their own modules; importing them here is what
 # registers them with the runs app:
-# - runs.models_choosing: what the run form chooses from (node lists, previews, presets);
+# - runs.models_choosing: what the run form chooses from (node lists, checked jobs,
+#   previews, presets);
 # - runs.models_ops: API tokens, the /metrics counters, single sign-on identities;
 # - runs.notifications.models: notification destinations, rules and deliveries.
-from runs.models_choosing import NodeCatalogue, Preset, RunPreview  # noqa: E402, F401
+from runs.models_choosing import (  # noqa: E402, F401
+    KnownJob,
+    NodeCatalogue,
+    Preset,
+    RunPreview,
+)
 from runs.models_ops import ApiToken, Metric, SSOIdentity  # noqa: E402, F401
 from runs.notifications.models import (  # noqa: E402, F401
     Delivery,

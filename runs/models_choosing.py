@@ -1,6 +1,6 @@
-"""What the run form chooses from: each profile's cached node list, the preview a run was
-started with, and saved presets. Imported by runs.models, so Django finds them in the runs
-app."""
+"""What the run form chooses from: each profile's cached node list, the jobs it has
+checked, the preview a run was started with, and saved presets. Imported by runs.models, so
+Django finds them in the runs app."""
 
 from __future__ import annotations
 
@@ -41,6 +41,31 @@ class RunPreview(models.Model):
 
     def __str__(self) -> str:
         return f"Preview of {self.run}: {len(self.node_ids)} nodes"
+
+
+class KnownJob(models.Model):
+    """What the job check last learned about one job of a profile's environment: its name
+    and selectors, so the run form can preview a run of the job from the database.
+
+    Written only by the job check (runs.service.check_job), which is the one call that
+    asks Coalesce about jobs; a 404 there forgets the job. A job changed in Coalesce since
+    `checked_at` shows up as a preview that didn't match, on the run page.
+    """
+
+    profile = models.ForeignKey(EnvironmentProfile, on_delete=models.CASCADE,
+                                related_name="known_jobs")
+    job_id = models.CharField(max_length=64)
+    name = models.TextField(blank=True)
+    include_selector = models.TextField(blank=True)
+    exclude_selector = models.TextField(blank=True)
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["profile", "job_id"],
+                                               name="known_job_unique_per_profile")]
+
+    def __str__(self) -> str:
+        return f"Job {self.job_id} of {self.profile}"
 
 
 class Preset(models.Model):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from runs import catalogue, selectors
-from runs.models import EnvironmentProfile, Preset, Run
+from runs.models import EnvironmentProfile, KnownJob, Preset, Run
 from runs.selectors import Catalogue, Node, Preview, SelectorError
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,10 @@ class SelectorPreview:
     total: int | None = None  # nodes in the list, for "Refreshes all N nodes"
     refreshed_at: datetime | None = None
     job: bool = False  # a job ID is given: Coalesce runs the job's own selection
+    job_id: str = ""
+    # A job ID and no selectors: the job's selectors as last checked, which the preview
+    # is of. None with `job` set: they aren't known, so there is no preview.
+    known_job: KnownJob | None = None
     no_catalogue: bool = False
 
     @property
@@ -49,7 +53,7 @@ def preview_for(profile: EnvironmentProfile | None, include: str, exclude: str,
     if profile is None:
         return SelectorPreview(no_catalogue=True)
     if job_id.strip() and not include.strip() and not exclude.strip():
-        return SelectorPreview(job=True)
+        return _job_preview(profile, job_id.strip())
     built, refreshed = _catalogue(profile)
     if built is None:
         return SelectorPreview(no_catalogue=True)
@@ -61,14 +65,33 @@ def preview_for(profile: EnvironmentProfile | None, include: str, exclude: str,
                            job=bool(job_id.strip()))
 
 
+def _job_preview(profile: EnvironmentProfile, job_id: str) -> SelectorPreview:
+    """What a run of the job refreshes, from its selectors as the job check last stored
+    them: never a call to Coalesce, and no guess when the job was never checked."""
+    known = KnownJob.objects.filter(profile=profile, job_id=job_id).first()
+    if known is None:
+        return SelectorPreview(job=True, job_id=job_id)
+    built, refreshed = _catalogue(profile)
+    if built is None:
+        return SelectorPreview(no_catalogue=True)
+    facts = {"total": len(built), "refreshed_at": refreshed, "job_id": job_id,
+             "known_job": known}
+    try:
+        result = selectors.preview(built, known.include_selector, known.exclude_selector)
+    except SelectorError as exc:
+        return SelectorPreview(error=exc, **facts)
+    return SelectorPreview(preview=result, **facts)
+
+
 def stored_preview(profile: EnvironmentProfile, include: str, exclude: str,
                    job_id: str) -> dict:
     """The preview to keep with a run being started: {} when there is nothing certain to
-    keep (no node list, a job, a subgraph term, a selector the preview can't read)."""
-    if job_id:
-        return {}
+    keep (no node list, a job whose selectors aren't known, a job with selectors of the
+    run's own, a subgraph term, a selector the preview can't read)."""
+    if job_id and (include or exclude):
+        return {}  # how Coalesce combines a job with selectors is not documented
     try:
-        found = preview_for(profile, include, exclude)
+        found = preview_for(profile, include, exclude, job_id)
     except Exception:  # never let the preview stop a start
         logger.exception("Preview failed while starting a run on %s", profile)
         return {}

@@ -31,6 +31,7 @@ from runs.models import (
     TERMINAL,
     CoalesceStatus,
     EnvironmentProfile,
+    KnownJob,
     Preset,
     Run,
     RunPreview,
@@ -325,15 +326,32 @@ def refresh_results(run: Run) -> str | None:
 
 def check_job(profile: EnvironmentProfile, job_id: str) -> tuple[JobInfo | None, str]:
     """Ask Coalesce about a job: (the job, "") or (None, what to tell the analyst).
-    Never stops a run from starting: the form only shows the answer."""
+    Never stops a run from starting: the form only shows the answer.
+
+    What it learns is kept (KnownJob), so the form's preview can show what a run of the job
+    refreshes without asking Coalesce again; a 404 forgets the job, any other failure
+    keeps what was known."""
     try:
         with client_for(profile, read_timeout=JOB_CHECK_TIMEOUT) as client:
-            return client.get_job(profile.environment_id, job_id), ""
+            job = client.get_job(profile.environment_id, job_id)
     except CoalesceError as exc:
         if exc.status_code == 404:
+            KnownJob.objects.filter(profile=profile, job_id=job_id).delete()
             return None, f"No job {job_id} in this environment."
         logger.info("Job %s of %s not checked: %s", job_id, profile, exc.message)
         return None, "Couldn't check the job. You can still start the run."
+    _remember_job(profile, job_id, job)
+    return job, ""
+
+
+def _remember_job(profile: EnvironmentProfile, job_id: str, job: JobInfo) -> None:
+    values = {"name": job.name, "include_selector": job.include_selector,
+              "exclude_selector": job.exclude_selector, "checked_at": timezone.now()}
+    try:
+        with transaction.atomic():
+            KnownJob.objects.update_or_create(profile=profile, job_id=job_id, defaults=values)
+    except IntegrityError:  # two checks of the same job at once: the other one stored it
+        pass
 
 
 # A job check is a hint while typing: don't hold the page for Coalesce's full read timeout.

@@ -195,5 +195,6 @@ def test_a_simulated_run_reports_the_nodes_its_selectors_pick(simulator):
                               "STG_CUSTOMERS", "RAW_ORDERS", "RAW_CUSTOMERS"}
     job_run = simulator.state.start_run({"environmentID": "env", "jobID": "101"}, {})
     assert all(name.startswith("FCT_") for name in job_run.nodes)
-    default = simulator.state.start_run({"environmentID": "env", "jobID": "1"}, {})
-    assert len(default.nodes) == 5  # unchanged for runs without selectors
+    # Job 1 has no selectors: the whole environment, as Coalesce refreshes it.
+    everything = simulator.state.start_run({"environmentID": "env", "jobID": "1"}, {})
+    assert everything.nodes == tuple(n.name for n in nodes_for("env", 300))

@@ -8,9 +8,10 @@ import re
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from runs import catalogue
-from runs.models import Preset, Run, RunPreview
+from runs.models import KnownJob, Preset, Run, RunPreview
 from runs.preview_check import check_run, log_mismatches
 from tests.factories import grant, make_run, run_form, sim_profile
 
@@ -25,7 +26,7 @@ def sim(simulator, analysts):
 
 
 def form_for(profile, **fields):
-    return run_form(profile, job_id="", parallelism="4", **fields)
+    return run_form(profile, **{"job_id": "", "parallelism": "4", **fields})
 
 
 def test_it_searches_nodes_by_name_location_or_type(alice_client, sim):
@@ -234,6 +235,91 @@ def test_other_job_check_failures_do_not_stop_the_run(alice_client, sim, simulat
                             {"environment": sim.pk, "job_id": "101"}).content.decode()
 
     assert "Couldn&#x27;t check the job. You can still start the run." in page
+
+
+def preview_of(client, profile, **fields) -> str:
+    """The preview box for these form fields, as the page asks for it while typing."""
+    return client.get(reverse("runs:selector_preview"),
+                      {"environment": profile.pk, **fields}).content.decode()
+
+
+def test_a_job_s_run_is_previewed_once_the_job_check_has_seen_its_selectors(
+        alice_client, sim, simulator):
+    before = preview_of(alice_client, sim, job_id="101")
+    answer = alice_client.get(reverse("runs:job_check"),
+                              {"environment": sim.pk, "job_id": "101"}).content.decode()
+    calls = simulator.state.total_calls()
+    after = preview_of(alice_client, sim, job_id="101")
+
+    assert "Can't preview: job 101's selectors aren't known yet." in before
+    assert "Matches" not in before
+    # The check's answer brings the preview up to date in place (htmx out of band).
+    assert 'id="selector-preview" class="preview" aria-live="polite" hx-swap-oob="true"' in answer
+    assert "Matches 27 nodes" in answer  # the facts of the 300-node catalogue
+    assert "Matches 27 nodes" in after and "job 101's selectors, as checked" in after
+    assert simulator.state.total_calls() == calls  # the preview itself never asks Coalesce
+
+
+def test_a_job_without_selectors_previews_the_whole_environment(alice_client, sim):
+    KnownJob.objects.create(profile=sim, job_id="5", checked_at=timezone.now())
+
+    page = preview_of(alice_client, sim, job_id="5")
+
+    assert "Refreshes all 300 nodes" in page and "job 5 has no selectors" in page
+
+
+def test_a_run_of_a_checked_job_keeps_the_job_s_preview_and_it_matches(
+        alice_client, sim, simulator):
+    alice_client.get(reverse("runs:job_check"), {"environment": sim.pk, "job_id": "101"})
+    alice_client.post(NEW_URL, form_for(sim, job_id="101"))
+
+    run = Run.objects.get()
+    assert len(run.preview.node_ids) == 27
+    simulator.state.advance(60)
+    from runs import service
+    assert service.refresh_results(run) is None
+    run.coalesce_status = "completed"
+
+    check = run.preview_check()
+
+    assert check.matched and check.ran == 27  # Coalesce ran the job's selection
+
+
+def test_a_run_of_an_unchecked_job_starts_without_a_preview(alice_client, sim, simulator):
+    alice_client.post(NEW_URL, form_for(sim, job_id="101"))
+
+    run = Run.objects.get()
+    assert run.run_counter is not None  # started: an unknown job never holds a run back
+    assert not RunPreview.objects.exists()  # and nothing is guessed
+    assert not [call for call in simulator.state.calls_snapshot() if "/jobs/" in call]
+
+
+def test_a_job_with_selectors_of_the_run_s_own_keeps_no_preview(alice_client, sim):
+    KnownJob.objects.create(profile=sim, job_id="101", include_selector="{ location: MART }",
+                            checked_at=timezone.now())
+
+    alice_client.post(NEW_URL, form_for(sim, job_id="101", include_selector="{ FCT_ORDERS }"))
+
+    assert Run.objects.exists() and not RunPreview.objects.exists()
+
+
+def test_a_job_coalesce_no_longer_has_is_forgotten(alice_client, sim):
+    KnownJob.objects.create(profile=sim, job_id="999", include_selector="{ location: MART }",
+                            checked_at=timezone.now())
+
+    alice_client.get(reverse("runs:job_check"), {"environment": sim.pk, "job_id": "999"})
+
+    assert not KnownJob.objects.exists()
+    assert "job 999's selectors aren't known yet" in preview_of(alice_client, sim, job_id="999")
+
+
+def test_a_failed_job_check_keeps_what_was_known(alice_client, sim, simulator):
+    alice_client.get(reverse("runs:job_check"), {"environment": sim.pk, "job_id": "101"})
+    simulator.state.set_behaviour("env-1", "http429-reads")
+
+    alice_client.get(reverse("runs:job_check"), {"environment": sim.pk, "job_id": "101"})
+
+    assert "Matches 27 nodes" in preview_of(alice_client, sim, job_id="101")
 
 
 def test_jobs_used_before_are_suggested(alice_client, alice, sim):

@@ -76,6 +76,45 @@ def test_pick_two_nodes_preview_them_and_check_the_run(new_page, log_in, alice, 
     page.screenshot(path=SHOTS.format("run"), full_page=True)
 
 
+def test_a_whole_environment_run_matches_its_preview(new_page, log_in, alice, nodes_profile,
+                                                     sweeper, simulator):  # noqa: F811
+    page = new_page()
+    log_in(page)
+    choose_shop(page)
+    expect(page.get_by_text("Nothing selected: refreshes all 300 nodes")).to_be_visible()
+    page.get_by_label("Refresh the entire environment").check()
+    page.get_by_role("button", name="Start run").click()
+
+    expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
+    expect(page.locator("#run-live .outcome-line")).to_have_text(
+        "✓ Succeeded", timeout=FINISH_TIMEOUT_MS)
+    page.reload()
+    # Coalesce (here the simulator) refreshed every node the preview counted.
+    expect(page.get_by_text("Preview matched: 300 nodes")).to_be_visible()
+    expect(page.locator("table.nodes tbody tr")).to_have_count(300)
+
+
+def test_a_job_s_run_is_previewed_after_its_check_and_matches(new_page, log_in, alice,
+                                                              nodes_profile, sweeper,
+                                                              simulator):  # noqa: F811
+    page = new_page()
+    log_in(page)
+    choose_shop(page)
+    page.get_by_label("Job ID").fill("101")
+
+    # The job check's answer also brings the preview up to date, in place.
+    expect(page.locator("#job-check")).to_contain_text("Daily marts")
+    expect(page.locator(".preview-count")).to_contain_text("Matches 27 nodes")
+    expect(page.locator("#selector-preview")).to_contain_text("job 101's selectors")
+    page.get_by_role("button", name="Start run").click()
+
+    expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
+    expect(page.locator("#run-live .outcome-line")).to_have_text(
+        "✓ Succeeded", timeout=FINISH_TIMEOUT_MS)
+    page.reload()
+    expect(page.get_by_text("Preview matched: 27 nodes")).to_be_visible()
+
+
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
 def test_the_run_form_with_errors_is_accessible_and_fits(new_page, log_in, alice, nodes_profile,
                                                          viewport):

@@ -72,7 +72,8 @@ def test_a_run_moves_to_completed_without_a_reload(page: Page, log_in, alice, de
 
     expect_status_in_place(page, "completed")
     rows = page.locator("table.nodes tbody tr")
-    expect(rows).to_have_count(5)  # the node results came with the last status
+    # Job 5 has no selectors: every node of the environment, with the last status.
+    expect(rows).to_have_count(300)
     expect(page.locator("table.nodes tr.node-failed")).to_have_count(0)
     expect(page.get_by_role("link", name="Rerun failed nodes")).to_have_count(0)
 
@@ -83,7 +84,7 @@ def test_a_failed_run_is_rerun_and_completes(page: Page, log_in, alice, failing_
 
     expect_status_in_place(page, "failed")
     rows = page.locator("table.nodes tbody tr")
-    expect(rows).to_have_count(5)
+    expect(rows).to_have_count(300)
     # The failed nodes come first, with their errors.
     expect(rows.nth(0).locator("th")).to_have_text("FCT_ORDERS")
     expect(rows.nth(1).locator("th")).to_have_text("FCT_REVENUE")
@@ -110,3 +111,9 @@ def test_a_failed_run_is_rerun_and_completes(page: Page, log_in, alice, failing_
 
     page.get_by_role("link", name=f"run {failed.number}", exact=True).click()
     expect(page.get_by_text(f"Rerun as run {rerun.number}:")).to_contain_text("Succeeded")
+    # The history says why the original failed, out of every node it ran.
+    page.goto("/")
+    failed_row = page.locator("#run-rows tbody tr").filter(
+        has=page.get_by_role("link", name=re.compile(rf"^{failed.number} ?, open the run$")))
+    expect(failed_row).to_contain_text("2 of 300 nodes failed: FCT_ORDERS, FCT_REVENUE. "
+                                       "SQL compilation error: invalid identifier 'AMOUNT'")

@@ -45,7 +45,9 @@ def test_it_cancels_a_waiting_or_running_run(simulator, openapi, seconds):
 
 def test_a_canceled_run_shows_the_interrupted_node(simulator, openapi):
     run_id = started(simulator)
-    simulator.state.advance(0.9 + 5.1 * 1.5 / 5)  # halfway through the second node
+    first, second, *_ = simulator.state.nodes("env-1")
+    count = len(simulator.state.get_run(run_id).nodes)
+    simulator.state.advance(0.9 + 5.1 * 1.5 / count)  # halfway through the second node
     cancel(simulator, cancel_body(run_id))
     simulator.state.advance(10)
 
@@ -53,8 +55,8 @@ def test_a_canceled_run_shows_the_interrupted_node(simulator, openapi):
 
     openapi(body, "/api/v1/runs/{runID}/results", "get")
     assert [(n["name"], n["runState"]) for n in body["data"]] == [
-        ("STG_ORDERS", "complete"),
-        ("STG_CUSTOMERS", "canceled"),
+        (first.name, "complete"),
+        (second.name, "canceled"),
     ]
     interrupted = body["data"][1]["queryResults"][-1]
     assert (interrupted["isRunning"], interrupted["success"]) == (False, False)
@@ -141,6 +143,23 @@ def test_a_rerun_of_a_failed_run_reruns_only_the_failed_nodes_and_completes(simu
     [summary] = list_runs(simulator, limit=1).json()["data"]
     assert summary["reRunID"] == str(original)
     assert status_of(simulator, original) == "failed"  # the original is unchanged
+
+
+def test_a_rerun_of_a_node_outside_the_classic_five_completes(simulator):
+    # A failing selection without FCT_ORDERS fails its last catalogue node; the rerun
+    # runs that node, with the same SQL.
+    original = started(simulator, "env-fails", includeNodesSelector="{ location: STAGING }")
+    simulator.state.advance(6)
+    [failed] = simulator.state.get_run(original).failing_nodes
+
+    new = rerun(simulator, str(original)).json()["runCounter"]
+    simulator.state.advance(6)
+
+    [node] = results_of(simulator, new)
+    assert (node["name"], node["runState"], status_of(simulator, new)) == (
+        failed, "complete", "completed")
+    [before] = [n for n in results_of(simulator, original) if n["name"] == failed]
+    assert [q["sql"] for q in node["queryResults"]] == [q["sql"] for q in before["queryResults"]]
 
 
 def test_a_rerun_keeps_the_original_parameters_unless_new_ones_are_sent(simulator):

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from coalesce_simulator import SimulatorState
-from coalesce_simulator.run import FAILED_NODES, NODE_NAMES
+from coalesce_simulator.run import FAILED_NODES, OTHER_FAILURE
 from tests.simulator.support import (
     PASSWORD,
     T0_ISO,
@@ -22,6 +22,11 @@ from tests.simulator.support import (
     status_of,
     url,
 )
+
+
+def catalogue_names(server, environment_id: str = "env-1") -> list[str]:
+    """The environment's node names in catalogue order: what a run of it all reports."""
+    return [node.name for node in server.state.nodes(environment_id)]
 
 # --- progress over time ------------------------------------------------------------------------
 
@@ -53,12 +58,14 @@ def test_a_run_has_no_end_time_until_it_ends(simulator):
 
 def test_results_show_the_nodes_started_so_far_with_one_running(simulator, component):
     run_id = started(simulator)
+    names = catalogue_names(simulator)
     assert results_of(simulator, run_id) == []  # still waiting
 
-    simulator.state.advance(0.9 + 5.1 * 2.5 / 5)  # halfway through the third node
+    # The nodes share the 5.1 s of running evenly: halfway through the third one.
+    simulator.state.advance(0.9 + 5.1 * 2.5 / len(names))
     nodes = results_of(simulator, run_id)
 
-    assert [n["name"] for n in nodes] == list(NODE_NAMES[:3])
+    assert [n["name"] for n in nodes] == names[:3]
     assert [n["isRunning"] for n in nodes] == [False, False, True]
     running = nodes[-1]["queryResults"][-1]
     assert (running["isRunning"], running["status"], "endTime" in running) == (
@@ -71,9 +78,28 @@ def test_results_show_the_nodes_started_so_far_with_one_running(simulator, compo
 
     simulator.state.advance(6)
     nodes = results_of(simulator, run_id)
-    assert [n["name"] for n in nodes] == list(NODE_NAMES)
+    assert [n["name"] for n in nodes] == names
     assert not any(n["isRunning"] for n in nodes)
     assert all(q["success"] for n in nodes for q in n["queryResults"])
+
+
+@pytest.mark.parametrize("details", [{}, {"jobID": "5"}], ids=["no-job", "job-without-selectors"])
+def test_a_run_without_selectors_reports_every_node_of_the_catalogue(simulator, details):
+    # Coalesce refreshes the whole environment when nothing is selected, and the dashboard
+    # previews exactly the node list this endpoint gives it.
+    run_id = started(simulator, **details)
+    simulator.state.advance(6)
+
+    catalogue = get(simulator, "/api/v1/environments/env-1/nodes").json()["data"]
+    nodes = results_of(simulator, run_id)
+    info = get(simulator, f"/api/v1/runs/{run_id}").json()
+
+    ran = {n["nodeID"]: n["name"] for n in nodes}
+    assert len(ran) == len(nodes)  # no node twice
+    assert ran == {node["id"]: node["name"] for node in catalogue}
+    assert [n["name"] for n in nodes] == catalogue_names(simulator)  # upstream first
+    assert info["runDetails"]["nodesInRun"] == len(catalogue) == 300
+    assert info["runStatus"] == "completed"
 
 
 def test_results_are_in_the_documented_shape(simulator, openapi, component):
@@ -83,7 +109,7 @@ def test_results_are_in_the_documented_shape(simulator, openapi, component):
     body = get(simulator, f"/api/v1/runs/{run_id}/results").json()
 
     openapi(body, "/api/v1/runs/{runID}/results", "get")
-    node = body["data"][0]
+    [node] = [n for n in body["data"] if n["name"] == "STG_ORDERS"]
     component(node, "RunResult")
     create, insert = node["queryResults"]
     assert (create["name"], insert["name"]) == ("Create Table", "Insert STG_ORDERS")
@@ -136,11 +162,11 @@ def test_the_final_state_follows_the_outcome_hints(
 
     openapi(info, "/api/v1/runs/{runID}", "get")
     assert info["runStatus"] == outcome
-    assert [n["name"] for n in nodes] == list(NODE_NAMES)
+    assert [n["name"] for n in nodes] == catalogue_names(simulator, environment_id)
     failed = [n["name"] for n in nodes if n["runState"] == "failed"]
     if outcome == "failed":
         assert failed == ["FCT_ORDERS", "FCT_REVENUE"]
-        assert info["runFailureReason"] == "2 of 5 nodes failed: FCT_ORDERS, FCT_REVENUE"
+        assert info["runFailureReason"] == "2 of 300 nodes failed: FCT_ORDERS, FCT_REVENUE"
     else:
         assert failed == []
         assert "runFailureReason" not in info
@@ -165,6 +191,21 @@ def test_a_failed_node_carries_the_snowflake_error_and_its_sql(simulator, compon
     )
     component(insert, "QueryResult")
     assert by_name["STG_ORDERS"]["runState"] == "complete"
+
+
+def test_a_failing_selection_without_the_failing_nodes_fails_its_last_node(simulator):
+    # A failure names only nodes the run reports, even when FCT_ORDERS isn't among them.
+    run_id = started(simulator, "env-fails", includeNodesSelector="{ location: STAGING }")
+    simulator.state.advance(6)
+
+    nodes = results_of(simulator, run_id)
+    info = get(simulator, f"/api/v1/runs/{run_id}").json()
+
+    last = nodes[-1]["name"]
+    assert all(n["name"].startswith("STG_") for n in nodes)
+    assert [n["name"] for n in nodes if n["runState"] == "failed"] == [last]
+    assert nodes[-1]["queryResults"][1]["error"]["errorString"] == OTHER_FAILURE[0]
+    assert info["runFailureReason"] == f"1 of {len(nodes)} nodes failed: {last}"
 
 
 def test_run_info_echoes_the_details_without_secrets(simulator, openapi):
