@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0014_failure_summary_and_search'),
+        ('runs', '0015_counts_by_local_day'),
     ]
 
     operations = [
