@@ -271,6 +271,8 @@ CSRF_COOKIE_SECURE = not DEBUG
 # forms from their hidden field, so the cookie can be hidden from scripts.
 CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", str(8 * 60 * 60))
+# Database sessions, read with one fixed statement (runs.sessions): the run page's poll.
+SESSION_ENGINE = "runs.sessions"
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 # Content-Security-Policy (django-csp): scripts and styles only from our own origin, no

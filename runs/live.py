@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils.dateparse import parse_datetime
 
 from runs.models import EnvironmentProfile, Run, RunEvent, lifecycle_is_active
+from runs.prepared import prepared_cursor
 
 # Everything the live fragment shows that can change, besides the timeline (its newest
 # entry's id stands for it). Relative times ("3 min ago") and the elapsed time are kept
@@ -45,7 +46,7 @@ def live_state(request, pk: int) -> LiveState | None:
     connection = connections[Run.objects.db]
     sql, params = _statement(connection, user.is_superuser)
     values = [user.pk if p == _USER else pk if p == _RUN else p for p in params]
-    with _cursor(connection) as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(sql, values)
         found = cursor.fetchone()
     if found is None:
@@ -93,22 +94,6 @@ def _visible(user_id: int, superuser: bool) -> Q:
     allowed = EnvironmentProfile.allowed_groups.through.objects.filter(
         environmentprofile_id=OuterRef("profile_id"), group_id__in=groups)
     return Q(Exists(by_user)) | Q(Exists(by_group)) | Q(Exists(allowed))
-
-
-def _cursor(connection):
-    """A cursor for the marker's query. On PostgreSQL, one that binds its parameters on
-    the server, so that psycopg prepares the statement (DATABASES' prepare_threshold) and
-    PostgreSQL stops planning it on every poll; every other query keeps Django's
-    client-side binding. Wrapped as Django wraps its own, so it is logged and counted."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    import psycopg
-
-    connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
-    if connection.queries_logged:
-        return connection.make_debug_cursor(raw)
-    return connection.make_cursor(raw)
 
 
 def _as_datetime(value) -> datetime | None:

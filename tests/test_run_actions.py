@@ -332,7 +332,8 @@ def test_an_unchanged_poll_costs_one_query_after_the_login(client, who, alice, p
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements")
-def test_on_postgresql_the_poll_prepares_its_query_once_per_connection(client, alice, profile):
+def test_on_postgresql_the_poll_prepares_its_two_queries_once_per_connection(client, alice,
+                                                                            profile):
     run = _run(profile, alice)
     client.force_login(alice)
     url = reverse("runs:status", args=[run.pk])
@@ -342,8 +343,10 @@ def test_on_postgresql_the_poll_prepares_its_query_once_per_connection(client, a
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
-    # Only the poll's marker query: every other query keeps client-side binding.
-    assert len(prepared) == 1 and '"runs_run"' in prepared[0]
+    # The session lookup and the run's marker; every other query keeps client-side binding.
+    assert len(prepared) == 2
+    assert sorted('"runs_run"' in sql for sql in prepared) == [False, True]
+    assert any('"django_session"' in sql for sql in prepared)
 
 
 def test_a_poll_for_an_invisible_run_is_404_also_with_an_etag(client, bob, alice, profile):
