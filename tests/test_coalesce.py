@@ -25,6 +25,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from runs.coalesce import (
     MAX_RESPONSE_BYTES,
+    RESULTS_MAX_BYTES,
     USER_AGENT,
     CoalesceClient,
     CoalesceError,
@@ -787,6 +788,30 @@ def test_it_accepts_results_as_a_bare_list(client):
     responses.add(responses.GET, RESULTS_URL, json=[{"nodeID": "n1", "runState": "odd"}])
 
     assert [n.status for n in client.get_results(7)] == ["odd"]
+
+
+@responses.activate
+def test_it_reads_the_results_of_a_whole_large_environment_past_the_usual_cap(client):
+    # 10,000 nodes of a whole-environment run: several MiB, over the cap of other calls.
+    stage = {"name": "Insert", "sql": "INSERT INTO T SELECT * FROM S " + "x" * 400,
+             "success": True, "isRunning": False}
+    payload = {"data": [{"nodeID": f"n{i}", "name": f"NODE_{i}", "isRunning": False,
+                         "queryResults": [stage]} for i in range(10_000)]}
+    responses.add(responses.GET, RESULTS_URL, json=payload)
+
+    nodes = client.get_results(7)
+
+    assert len(nodes) == 10_000 and nodes[-1].name == "NODE_9999"
+
+
+@responses.activate
+def test_it_still_refuses_results_past_their_own_cap(client):
+    responses.add(responses.GET, RESULTS_URL,
+                  body=b'{"data": [], "pad": "' + b"x" * RESULTS_MAX_BYTES + b'"}')
+
+    error = api_error(lambda: client.get_results(7))
+
+    assert error.kind == FailureKind.BAD_RESPONSE and "larger than 64 MiB" in error.message
 
 
 @pytest.mark.parametrize("body", [{"data": None}, {"message": "hi"}, "text", 3])

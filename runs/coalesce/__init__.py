@@ -7,6 +7,7 @@ Import from here: `from runs.coalesce import CoalesceClient, CoalesceError, clie
 from runs.coalesce.answers import RunPage, RunSummary, StartedRun
 from runs.coalesce.client import (
     MAX_RESPONSE_BYTES,
+    RESULTS_MAX_BYTES,
     TOKEN_UNREADABLE,
     USER_AGENT,
     CoalesceClient,
@@ -16,6 +17,7 @@ from runs.coalesce.client import (
 from runs.coalesce.opening import client_for
 
 __all__ = [
-    "MAX_RESPONSE_BYTES", "TOKEN_UNREADABLE", "USER_AGENT", "CoalesceClient", "CoalesceError",
+    "MAX_RESPONSE_BYTES", "RESULTS_MAX_BYTES", "TOKEN_UNREADABLE", "USER_AGENT",
+    "CoalesceClient", "CoalesceError",
     "FailureKind", "RunPage", "RunSummary", "StartedRun", "client_for",
 ]

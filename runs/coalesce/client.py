@@ -76,6 +76,9 @@ _MAY_HAVE_STARTED = "The run may have started: check Coalesce before starting it
 MAX_LIST_LIMIT = 1000
 # A page of full nodes can be many MB: the cap is raised for that call only.
 NODE_LIST_MAX_BYTES = 64 * 1024 * 1024
+# A whole-environment run of 10,000 nodes reports 10,000 results (about 1 KB each, more
+# with long errors): its answer alone may be that big.
+RESULTS_MAX_BYTES = 64 * 1024 * 1024
 NODE_PAGE_SIZE = 500
 MAX_NODE_PAGES = 200  # 100,000 nodes; a cursor that never ends stops here
 TOKEN_UNREADABLE = ("The profile's API token cannot be decrypted with the configured keys, "
@@ -279,11 +282,14 @@ class CoalesceClient:
         """GET /api/v1/runs/{runCounter}/results: one NodeResult per node, parsed leniently by
         `runs.results.parse_results` (unknown statuses kept, missing fields defaulted).
 
-        Raises CoalesceError: BAD_RESPONSE when the answer is not JSON or has no `data` list
-        (a bare list is accepted), REJECTED/404 for an unknown run, RATE_LIMITED on a 429.
+        The answer may be up to RESULTS_MAX_BYTES, not the 1 MiB of other calls. Raises
+        CoalesceError: BAD_RESPONSE when the answer is not JSON, has no `data` list (a bare
+        list is accepted) or is bigger than that, REJECTED/404 for an unknown run,
+        RATE_LIMITED on a 429.
         """
         with secrets_in_use(*self._secrets):
-            answer = self._call("GET", f"/api/v1/runs/{checked_run_counter(run_counter)}/results")
+            answer = self._call("GET", f"/api/v1/runs/{checked_run_counter(run_counter)}/results",
+                                max_bytes=RESULTS_MAX_BYTES)
             data = self._json(answer, starts_run=False)
             items = data.get("data") if isinstance(data, dict) else data
             if not isinstance(items, list):
