@@ -368,6 +368,26 @@ def test_it_renders_the_rows_partial_on_its_own(alice, profile):
     assert "Bad &lt;script&gt;" in html
 
 
+def test_every_text_in_a_row_is_escaped(alice, profile):
+    hostile = '<img src=x onerror="alert(1)">'
+    profile.name = f"Env {hostile}"
+    profile.save()
+    alice.username = f"a{hostile}"[:150]
+    alice.save()
+    make_run(profile, alice, include_selector=f"{{ name: {hostile} }}",
+             via_token_name=hostile, run_link=f'https://app.example.com/"{hostile}',
+             error_message=hostile, run_counter=12, force=True)
+    runs = Run.objects.all()
+    history = RunHistory(runs, RunFilterForm({}, runs=runs,
+                                             profiles=EnvironmentProfile.objects.all()))
+    assert history.is_valid()
+    html = render_to_string("runs/run_list.html#run-rows",
+                            {"history": history, "page": history.page()})
+    assert "<img" not in html and 'onerror="' not in html
+    assert html.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") >= 5
+    assert '<span class="tag">forced</span>' in html
+
+
 # --- keyset pages ---
 
 
