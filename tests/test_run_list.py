@@ -566,6 +566,15 @@ def test_search_finds_text_written_after_the_run_was_created(alice_client, alice
     assert pks_on(alice_client.get(URL, {"q": "dim%node"})) == []
 
 
+@pytest.mark.parametrize("q", ['"RAW"."ORDERS"', '"raw', "Xy", "o"])
+def test_search_takes_quotes_and_short_words_literally(alice_client, alice, profile, q):
+    run = make_run(profile, alice, error_message='Object "RAW"."ORDERS" does not exist (xy)')
+    make_run(profile, alice, error_message="Warehouse suspended")  # another run beside it
+    found = pks_on(alice_client.get(URL, {"q": q}))
+    assert run.pk in found
+    assert pks_on(alice_client.get(URL, {"q": q + "zz"})) == []
+
+
 def test_a_word_in_many_runs_is_found_by_reading_the_newest(alice_client, alice, profile,
                                                             monkeypatch):
     from runs import history
