@@ -207,7 +207,8 @@ AUTHENTICATION_BACKENDS = [
     # First: refuses a locked-out account or address before any password is checked.
     "axes.backends.AxesStandaloneBackend",
     *(["runs.sso.GroupMappingOIDCBackend"] if OIDC_ISSUER else []),
-    *(["django.contrib.auth.backends.ModelBackend"] if LOCAL_LOGIN else []),
+    # Django's password backend with a cheaper user lookup per request (runs.auth_backends).
+    *(["runs.auth_backends.ModelBackend"] if LOCAL_LOGIN else []),
 ]
 
 # --- Login protection (django-axes) ---

@@ -30,6 +30,7 @@ from django.shortcuts import render
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationRequestView
 
+from runs.auth_backends import load_user
 from runs.models import SSOIdentity
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,9 @@ class GroupMappingOIDCBackend(OIDCAuthenticationBackend):
 
     def verify_claims(self, claims) -> bool:
         return bool(claims.get("sub"))
+
+    def get_user(self, user_id):
+        return load_user(user_id)  # as the parent's, without an ORM query built per request
 
     def filter_users_by_claims(self, claims):
         return User.objects.filter(sso_identity__issuer=settings.OIDC_ISSUER,

@@ -332,7 +332,7 @@ def test_an_unchanged_poll_costs_one_query_after_the_login(client, who, alice, p
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements")
-def test_on_postgresql_the_poll_prepares_its_two_queries_once_per_connection(client, alice,
+def test_on_postgresql_the_poll_prepares_its_three_queries_once_per_connection(client, alice,
                                                                             profile):
     run = _run(profile, alice)
     client.force_login(alice)
@@ -343,10 +343,11 @@ def test_on_postgresql_the_poll_prepares_its_two_queries_once_per_connection(cli
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
-    # The session lookup and the run's marker; every other query keeps client-side binding.
-    assert len(prepared) == 2
-    assert sorted('"runs_run"' in sql for sql in prepared) == [False, True]
-    assert any('"django_session"' in sql for sql in prepared)
+    # The session, its user and the run's marker; every other query keeps client-side
+    # binding.
+    assert len(prepared) == 3
+    assert [sum(table in sql for sql in prepared)
+            for table in ('"django_session"', 'FROM "auth_user"', 'FROM "runs_run"')] == [1, 1, 1]
 
 
 def test_a_poll_for_an_invisible_run_is_404_also_with_an_etag(client, bob, alice, profile):

@@ -61,3 +61,43 @@ def test_a_logged_out_session_cannot_be_replayed(alice):
 def test_a_made_up_session_key_is_nobody(alice, key):
     logged_in(alice)  # a real session exists beside it
     assert is_sent_to_login(with_cookie(key).get(HISTORY))
+
+
+# --- the user behind a session (runs.auth_backends.load_user) ---
+
+
+@pytest.mark.django_db
+def test_the_user_is_loaded_as_the_orm_loads_it(alice):
+    from django.contrib.auth.models import User
+
+    from runs.auth_backends import load_user
+
+    logged_in(alice)  # sets last_login
+    loaded, fresh = load_user(alice.pk), User.objects.get(pk=alice.pk)
+    assert {f.attname: getattr(loaded, f.attname) for f in User._meta.concrete_fields} == {
+        f.attname: getattr(fresh, f.attname) for f in User._meta.concrete_fields}
+    assert loaded.last_login.tzinfo is not None and loaded.is_active is True
+    assert load_user("not a number") is None and load_user(alice.pk + 1000) is None
+
+
+@pytest.mark.django_db
+def test_a_deactivated_or_deleted_user_s_session_is_nobody(alice, bob):
+    client = logged_in(alice)
+    alice.is_active = False
+    alice.save()
+    assert is_sent_to_login(client.get(HISTORY))
+
+    bob.set_password("bob-password")
+    bob.save()
+    other = Client()
+    other.post(reverse("login"), {"username": "bob", "password": "bob-password"})
+    bob.delete()
+    assert is_sent_to_login(other.get(HISTORY))
+
+
+@pytest.mark.django_db
+def test_a_changed_password_ends_the_other_sessions(alice):
+    client = logged_in(alice)
+    alice.set_password("a-new-long-password-42")
+    alice.save()
+    assert is_sent_to_login(client.get(HISTORY))

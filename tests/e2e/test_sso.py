@@ -26,7 +26,7 @@ def provider(settings):
         settings.OIDC_GROUP_MAP = {"dash-analysts": ["analysts"], "dash-admins": ["is_staff"]}
         settings.AUTHENTICATION_BACKENDS = [
             "axes.backends.AxesStandaloneBackend", "runs.sso.GroupMappingOIDCBackend",
-            "django.contrib.auth.backends.ModelBackend"]
+            "runs.auth_backends.ModelBackend"]
         sso._cache.clear()
         yield issuer
         sso._cache.clear()
