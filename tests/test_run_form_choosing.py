@@ -260,6 +260,25 @@ def test_a_job_s_run_is_previewed_once_the_job_check_has_seen_its_selectors(
     assert simulator.state.total_calls() == calls  # the preview itself never asks Coalesce
 
 
+def test_a_form_opened_with_an_unchecked_job_checks_it_once_the_page_is_shown(
+        alice_client, alice, sim, simulator):
+    # "Run again" of a job's run: the form arrives with the job ID already typed.
+    run = make_run(sim, alice, job_id="101")
+    url = f"{NEW_URL}?from_run={run.pk}"
+
+    unchecked = alice_client.get(url).content.decode()
+    alice_client.get(reverse("runs:job_check"), {"environment": sim.pk, "job_id": "101"})
+    calls = simulator.state.total_calls()
+    checked = alice_client.get(url).content.decode()
+
+    # The page's own request never asks Coalesce: its job field asks once it is shown
+    # (htmx "load"), and only while the job's selectors aren't known.
+    assert 'hx-trigger="input changed delay:500ms, load"' in unchecked
+    assert 'hx-trigger="input changed delay:500ms"' in checked
+    assert "Matches 27 nodes" in checked
+    assert simulator.state.total_calls() == calls
+
+
 def test_a_job_without_selectors_previews_the_whole_environment(alice_client, sim):
     KnownJob.objects.create(profile=sim, job_id="5", checked_at=timezone.now())
 
