@@ -10,6 +10,8 @@ ordinary cursor.
 
 from __future__ import annotations
 
+from django.db.backends.utils import CursorDebugWrapper
+
 
 def prepared_cursor(connection):
     """A cursor wrapped as Django wraps its own, so its queries are logged and counted."""
@@ -20,5 +22,14 @@ def prepared_cursor(connection):
     connection.ensure_connection()
     raw = psycopg.Cursor(connection.connection)
     if connection.queries_logged:
-        return connection.make_debug_cursor(raw)
+        return _Logged(raw, connection)
     return connection.make_cursor(raw)
+
+
+class _Logged(CursorDebugWrapper):
+    """Logs the statement with its parameters written in, as Django logs its own: psycopg
+    keeps no text of a statement it binds on the server."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(self.db.ops.compose_sql(sql, params)):
+            return self.cursor.execute(sql, params)
