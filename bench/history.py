@@ -1,6 +1,6 @@
 """Benchmark of the run history at scale: a script, not a test.
 
-    python bench/history.py [--rows 1000000] [--repeat 30] [--explain]
+    python bench/history.py [--rows 1000000] [--repeat 30] [--explain] [--only WORDS]
 
 Creates the schema (migrate), seeds --rows runs over two years across 20 environments and
 200 users with bulk inserts (executemany on SQLite, COPY on PostgreSQL), then measures on
