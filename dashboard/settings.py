@@ -133,7 +133,7 @@ if DATABASE_URL:
         DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
-    # The run page's poll prepares its one query (runs.live) on its second execution in
+    # The run page's poll prepares its three statements (runs.prepared) on their second run in
     # a connection; no other query is prepared. Behind a pooler in transaction mode
     # without prepared statement support (PgBouncer before 1.21), set this to false.
     if env_bool("DATABASE_PREPARED_STATEMENTS", "true"):
