@@ -208,6 +208,21 @@ def test_an_auditor_reads_the_outcome_without_actions(new_page, log_in, carol, a
     shoot(page, f"auditor-{viewport}")
 
 
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_page_with_a_message_stays_accessible(new_page, log_in, alice, admin_user,
+                                                demo_profile, viewport):
+    # Cancelling a run that has finished is refused with a message on the run page.
+    run = make_run(demo_profile, alice, coalesce_status="completed", run_counter=4242)
+    admin_user.set_password("admin-password")
+    admin_user.save()
+    page = new_page(viewport)
+    log_in(page, admin_user.username)
+    page.goto(f"/runs/{run.pk}/cancel/")
+    expect(page).to_have_url(re.compile(rf"/runs/{run.pk}/$"))
+    expect(page.get_by_role("status").locator(".messages li")).to_have_count(1)
+    check_page(page)
+
+
 class TaskWorker:
     """What `manage.py db_worker --interval 0.2` does with the sweep, in a thread: run each
     queued sweep once its time has come. Takes turns with the live server (`Turns`)."""
