@@ -34,22 +34,28 @@ def load_user(user_id):
     except ValidationError:
         return None
     alias = router.db_for_read(model)
-    compiler, sql, params, converters, names = _compiled(model, alias)
-    with prepared_cursor(connections[alias]) as cursor:
+    connection = connections[alias]
+    sql, params, converters, names = _compiled(model, alias)
+    with prepared_cursor(connection) as cursor:
         cursor.execute(sql, [pk if p == _SENTINEL else p for p in params])
         row = cursor.fetchone()
     if row is None:
         return None
-    if converters:  # e.g. SQLite's text timestamps and integer booleans
-        row = next(iter(compiler.apply_converters([row], converters)))
-    return model.from_db(alias, names, row)
+    # What the ORM does with each value (e.g. SQLite's text timestamps and integer
+    # booleans), with this thread's connection.
+    values = list(row)
+    for position, (functions, expression) in converters.items():
+        for convert in functions:
+            values[position] = convert(values[position], expression, connection)
+    return model.from_db(alias, names, values)
 
 
 def _compiled(model, alias: str) -> tuple:
+    """(SQL, parameters, converters by column, field names), built once per database."""
     if alias not in _COMPILED:
         compiler = model._default_manager.filter(pk=_SENTINEL).query.get_compiler(alias)
         sql, params = compiler.as_sql()
-        converters = compiler.get_converters([column for column, _, _ in compiler.select])
-        names = [column.target.attname for column, _, _ in compiler.select]
-        _COMPILED[alias] = (compiler, sql, params, converters, names)
+        columns = [column for column, _, _ in compiler.select]
+        _COMPILED[alias] = (sql, params, compiler.get_converters(columns),
+                            [column.target.attname for column in columns])
     return _COMPILED[alias]

@@ -9,7 +9,8 @@ so the counts cannot drift from the runs.
 A count's `day` is a day of the site's time zone (TIME_ZONE), as days since 1970-01-01,
 so a month of charts adds up a few thousand rows. The zone is written into the triggers:
 `rebuild` makes them again, and counts every run afresh, when TIME_ZONE changes (migrate
-does it; runs.signals), and until then the charts count the runs themselves. On SQLite a
+does it: `follow_site_zone`, connected in runs.apps), and until then the charts count the
+runs themselves. On SQLite a
 zone other than UTC is converted by a function Django registers on its connections, so
 runs_run can only be written through Django there (not from the sqlite3 shell).
 """
